@@ -1,0 +1,360 @@
+"""The Z-Image generator: a Dagster resource around `diffusers.ZImagePipeline`.
+
+What it does for callers:
+- resolves a preset (`tiny`, `turbo`, `base`), a hub id or a local folder to one loaded pipeline,
+  offline by default, loaded once per process and only when an image is actually needed;
+- generates a list of `GenerationSpec`s: groups them by (size, steps, guidance), encodes each
+  distinct prompt once and reuses the embedding, runs up to `batch_size` images per call with one
+  seeded `torch.Generator` per image (batched output equals single calls), and halves the batch
+  when the GPU runs out of memory;
+- yields images chunk by chunk, so the caller can store each one before the next is made (a
+  killed run keeps everything it finished).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from dagster import ConfigurableResource, get_dagster_logger
+from pydantic import Field
+
+from zimage_assets.domain.specs import GenerationSpec, ModelInfo
+
+FLOW_MATCH_SHIFT_3 = "FlowMatchEulerDiscreteScheduler(shift=3.0)"
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    model_id: str
+    steps: int
+    guidance_scale: float
+    scheduler: str = FLOW_MATCH_SHIFT_3
+
+
+PRESETS = {
+    # Turbo is distilled for 8 steps without classifier-free guidance; the pipeline's own
+    # defaults (50 steps, guidance 5) are wrong for it.
+    "turbo": ModelPreset("Tongyi-MAI/Z-Image-Turbo", steps=8, guidance_scale=0.0),
+    "base": ModelPreset("Tongyi-MAI/Z-Image", steps=28, guidance_scale=4.0),
+    "tiny": ModelPreset("tiny-random-zimage", steps=8, guidance_scale=0.0),
+}
+
+
+class GeneratorError(RuntimeError):
+    """The model cannot be loaded or run; the message says what to do."""
+
+
+@dataclass
+class GeneratedImage:
+    spec: GenerationSpec
+    image: "PIL.Image.Image"  # noqa: F821 (PIL imported lazily with torch)
+    seconds: float  # this image's share of its pipeline call
+
+
+# Pipelines are heavy (20 GB for Turbo in bf16): one per process per configuration.
+_PIPELINES: dict[tuple, object] = {}
+_PIPELINES_LOCK = threading.Lock()
+
+
+class ZImageGenerator(ConfigurableResource):
+    """Z-Image text-to-image generation. See the README for every setting."""
+
+    model: str = Field(default="tiny", description="tiny | turbo | base | a hub id | a local folder")
+    revision: str = Field(default="", description="Hub revision (branch, tag or commit); '' = main")
+    model_path: str = Field(default="", description="Local folder with the preset's weights")
+    models_dir: str = Field(default="", description="Where the tiny model is built and kept")
+    device: str = Field(default="auto", description="auto | cuda | cuda:N | cpu | mps")
+    dtype: str = Field(default="auto", description="auto (bf16 on CUDA, fp32 on CPU) | bfloat16 | float32")
+    batch_size: int = Field(default=4, ge=1, description="Images per pipeline call")
+    steps: int = Field(default=0, ge=0, description="Inference steps; 0 = the preset's")
+    guidance_scale: float = Field(default=-1.0, description="CFG scale; negative = the preset's")
+    max_sequence_length: int = Field(
+        default=256, ge=16, le=1024,
+        description="Prompt tokens kept; the text encoder pays for all of them, longer prompts are cut",
+    )
+    allow_download: bool = Field(default=False, description="Allow fetching weights from the hub")
+    cpu_offload: bool = Field(default=False, description="enable_model_cpu_offload() for small GPUs")
+    compile: bool = Field(default=False, description="torch.compile the transformer's repeated blocks")
+
+    # ---- what the model is (cheap, never loads weights) ----
+
+    @property
+    def preset(self) -> ModelPreset | None:
+        return PRESETS.get(self.model)
+
+    def model_info(self) -> ModelInfo:
+        preset = self.preset
+        if preset is not None:
+            model_id, steps, guidance, scheduler = preset.model_id, preset.steps, preset.guidance_scale, preset.scheduler
+        else:
+            model_id, steps, guidance = self.model, 28, 4.0
+            scheduler = _scheduler_from_folder(self.model) or FLOW_MATCH_SHIFT_3
+        return ModelInfo(
+            model_id=model_id,
+            revision=self._revision(),
+            steps=self.steps or steps,
+            guidance_scale=guidance if self.guidance_scale < 0 else self.guidance_scale,
+            scheduler=scheduler,
+            max_sequence_length=self.max_sequence_length,
+        )
+
+    def runtime_info(self) -> dict[str, str]:
+        import diffusers
+        import torch
+
+        device = self._device()
+        return {
+            "device": device,
+            "dtype": str(self._dtype(device)).replace("torch.", ""),
+            "diffusers": diffusers.__version__,
+            "torch": torch.__version__,
+        }
+
+    def _revision(self) -> str:
+        if self.model == "tiny":
+            from resources.tiny_zimage import TINY_REVISION
+
+            return TINY_REVISION
+        folder = self._local_folder()
+        if self.revision:
+            return self.revision
+        if folder is not None:
+            return "local-" + _folder_fingerprint(folder)[:16]
+        return "main"
+
+    def _local_folder(self) -> Path | None:
+        if self.model == "tiny":
+            return self._tiny_folder()
+        if self.model_path:
+            return Path(self.model_path).expanduser()
+        if self.preset is None and Path(self.model).expanduser().is_dir():
+            return Path(self.model).expanduser()
+        return None
+
+    def _tiny_folder(self) -> Path:
+        from resources.tiny_zimage import TINY_REVISION
+
+        base = Path(self.models_dir).expanduser() if self.models_dir else Path(tempfile.gettempdir()) / "zimage-models"
+        return base / TINY_REVISION
+
+    def _device(self) -> str:
+        import torch
+
+        if self.device != "auto":
+            return self.device
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+
+    def _dtype(self, device: str):
+        import torch
+
+        if self.dtype == "auto":
+            return torch.bfloat16 if device.startswith("cuda") else torch.float32
+        if self.dtype in ("float16", "fp16", "half"):
+            raise GeneratorError("Z-Image produces NaN / black images in float16: use bfloat16 (or auto)")
+        try:
+            return {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float32": torch.float32, "fp32": torch.float32}[self.dtype]
+        except KeyError:
+            raise GeneratorError(f"unknown dtype {self.dtype!r}: use auto, bfloat16 or float32") from None
+
+    # ---- loading ----
+
+    def pipeline(self):
+        device = self._device()
+        dtype = self._dtype(device)
+        key = (self.model, str(self._local_folder()), self._revision(), device, str(dtype), self.cpu_offload, self.compile)
+        with _PIPELINES_LOCK:
+            if key not in _PIPELINES:
+                started = time.perf_counter()
+                _PIPELINES[key] = self._load(device, dtype)
+                get_dagster_logger().info(
+                    f"loaded Z-Image {self.model_info().model_id} on {device} ({dtype}) in {time.perf_counter() - started:.1f}s"
+                )
+            return _PIPELINES[key]
+
+    def _load(self, device: str, dtype):
+        import diffusers.utils.logging
+        import transformers.utils.logging
+        from diffusers import ZImagePipeline
+
+        # Loading bars would flood Dagster's captured logs; the load time is logged instead.
+        diffusers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.disable_progress_bar()
+
+        if self.model == "tiny":
+            _build_tiny_folder(self._tiny_folder())
+        folder = self._local_folder()
+        source = str(folder) if folder is not None else self.model_info().model_id
+        try:
+            pipe = ZImagePipeline.from_pretrained(
+                source,
+                revision=(self.revision or None) if folder is None else None,
+                dtype=dtype,
+                local_files_only=folder is not None or not self.allow_download,
+            )
+        except (OSError, ValueError) as exc:
+            raise GeneratorError(
+                f"cannot load Z-Image weights from {source!r}: {exc}\n"
+                "Weights are never downloaded at run time unless allowed. Fetch them once, e.g.\n"
+                f"  huggingface-cli download {self.model_info().model_id} --local-dir /models/z-image\n"
+                "then set ZIMAGE_MODEL_PATH=/models/z-image (or ZIMAGE_MODEL to that folder)."
+            ) from exc
+        pipe.set_progress_bar_config(disable=True)
+        if self.cpu_offload and device.startswith("cuda"):
+            pipe.enable_model_cpu_offload(device=device)
+        else:
+            pipe.to(device)
+        if self.compile:
+            pipe.transformer.compile_repeated_blocks(fullgraph=True)
+        return pipe
+
+    # ---- generation ----
+
+    def generate(self, specs: Sequence[GenerationSpec]) -> Iterator[GeneratedImage]:
+        """Generate every spec, yielding images in chunks as they are made."""
+        if not specs:
+            return
+        info = self.model_info()
+        for spec in specs:
+            if (spec.model_id, spec.revision) != (info.model_id, info.revision):
+                raise GeneratorError(
+                    f"spec for {spec.model_id}@{spec.revision} given to generator {info.model_id}@{info.revision}"
+                )
+        pipe = self.pipeline()
+        embeddings = _EmbeddingCache(pipe, self.max_sequence_length)
+        groups: OrderedDict[tuple, list[GenerationSpec]] = OrderedDict()
+        for spec in specs:
+            groups.setdefault(spec.group_key, []).append(spec)
+        for group in groups.values():
+            yield from self._generate_group(pipe, group, embeddings)
+
+    def _generate_group(self, pipe, group: list[GenerationSpec], embeddings: "_EmbeddingCache") -> Iterator[GeneratedImage]:
+        import torch
+
+        size = self.batch_size
+        start = 0
+        while start < len(group):
+            chunk = group[start : start + size]
+            try:
+                images, seconds = self._call_pipeline(pipe, chunk, embeddings)
+            except torch.cuda.OutOfMemoryError:
+                if size == 1:
+                    raise GeneratorError(
+                        f"out of GPU memory with a single {chunk[0].width}x{chunk[0].height} image: "
+                        "enable cpu_offload, lower the size, or use a larger GPU"
+                    ) from None
+                size = max(1, size // 2)
+                torch.cuda.empty_cache()
+                get_dagster_logger().warning(f"out of GPU memory: batch size halved to {size}")
+                continue
+            for spec, image in zip(chunk, images):
+                yield GeneratedImage(spec=spec, image=image, seconds=seconds / len(chunk))
+            start += len(chunk)
+
+    def _call_pipeline(self, pipe, chunk: list[GenerationSpec], embeddings: "_EmbeddingCache"):
+        import torch
+
+        first = chunk[0]
+        use_cfg = first.guidance_scale > 0
+        started = time.perf_counter()
+        with torch.inference_mode():
+            prompt_embeds = embeddings.get([s.prompt for s in chunk])
+            negative_embeds = embeddings.get([s.negative_prompt for s in chunk]) if use_cfg else None
+            # CPU generators: the same seed gives the same latents on every device.
+            generators = [torch.Generator("cpu").manual_seed(s.seed) for s in chunk]
+            output = pipe(
+                prompt_embeds=prompt_embeds,
+                negative_prompt_embeds=negative_embeds,
+                height=first.height,
+                width=first.width,
+                num_inference_steps=first.steps,
+                guidance_scale=first.guidance_scale,
+                generator=generators,
+                max_sequence_length=first.max_sequence_length,
+                output_type="pil",
+            )
+        if torch.cuda.is_available() and self._device().startswith("cuda"):
+            torch.cuda.synchronize()
+        return output.images, time.perf_counter() - started
+
+
+class _EmbeddingCache:
+    """Encodes each distinct prompt once per `generate` call (views and seeds share them)."""
+
+    def __init__(self, pipe, max_sequence_length: int, capacity: int = 512):
+        self.pipe = pipe
+        self.max_sequence_length = max_sequence_length
+        self.capacity = capacity
+        self._cache: OrderedDict[str, object] = OrderedDict()
+
+    def get(self, prompts: list[str]) -> list:
+        missing = list(dict.fromkeys(p for p in prompts if p not in self._cache))
+        if missing:
+            # encode_prompt rewrites the list it is given (chat template): hand it a copy.
+            encoded, _ = self.pipe.encode_prompt(
+                prompt=list(missing),
+                device=self.pipe._execution_device,
+                do_classifier_free_guidance=False,
+                max_sequence_length=self.max_sequence_length,
+            )
+            for prompt, embedding in zip(missing, encoded):
+                self._cache[prompt] = embedding
+            while len(self._cache) > self.capacity:
+                self._cache.popitem(last=False)
+        return [self._cache[p] for p in prompts]
+
+
+def _build_tiny_folder(folder: Path) -> None:
+    """Build the tiny model once and keep it on disk; atomic, so concurrent runs are safe."""
+    if (folder / "model_index.json").exists():
+        return
+    from resources.tiny_zimage import tiny_pipeline
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=folder.parent))
+    try:
+        tiny_pipeline().save_pretrained(staging)
+        try:
+            os.rename(staging, folder)
+        except OSError:
+            if not (folder / "model_index.json").exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _scheduler_from_folder(model: str) -> str | None:
+    config = Path(model).expanduser() / "scheduler" / "scheduler_config.json"
+    if not config.is_file():
+        return None
+    data = json.loads(config.read_text())
+    return f"{data.get('_class_name', 'scheduler')}(shift={data.get('shift')})"
+
+
+def _folder_fingerprint(folder: Path) -> str:
+    """Identifies local weights without hashing gigabytes: configs plus weight file sizes."""
+    digest = hashlib.sha256()
+    if not folder.is_dir():
+        return "missing"
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            rel = path.relative_to(folder).as_posix()
+            digest.update(rel.encode())
+            if path.suffix == ".json":
+                digest.update(path.read_bytes())
+            else:
+                digest.update(str(path.stat().st_size).encode())
+    return digest.hexdigest()

@@ -1,0 +1,449 @@
+"""The project's tables behind a small, explicit API (SQLAlchemy Core, SQLite or PostgreSQL).
+
+Every write is an upsert on a natural key, inside one transaction, so re-running anything
+rewrites the same rows instead of adding new ones, and a killed run leaves either the old or the
+new state, never half of a write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping, Sequence
+
+import sqlalchemy as sa
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from resources import state_tables as t
+from zimage_assets.domain.batching import BatchItem, batch_id, batch_id_prefix
+
+OPEN_BATCH_STATUSES = ("minted", "running", "generated")
+_CHUNK = 5000
+
+_ENGINES: dict[str, sa.Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _engine(url: str) -> sa.Engine:
+    with _ENGINES_LOCK:
+        if url not in _ENGINES:
+            if url.startswith("sqlite"):
+                engine = sa.create_engine(url, connect_args={"timeout": 60})
+
+                @sa.event.listens_for(engine, "connect")
+                def _sqlite_pragmas(dbapi_conn, _record):  # concurrent runs on one machine
+                    cursor = dbapi_conn.cursor()
+                    cursor.execute("PRAGMA journal_mode=WAL")
+                    cursor.execute("PRAGMA synchronous=NORMAL")
+                    cursor.close()
+            else:
+                engine = sa.create_engine(url, pool_pre_ping=True)
+            _ENGINES[url] = engine
+        return _ENGINES[url]
+
+
+def dispose_engines() -> None:
+    """Drop pooled connections (tests, or after a database restart)."""
+    with _ENGINES_LOCK:
+        for engine in _ENGINES.values():
+            engine.dispose()
+        _ENGINES.clear()
+
+
+class StateDB(ConfigurableResource):
+    """SKUs, batches, prompts, receipts, verdicts and current images."""
+
+    url: str = Field(description="SQLAlchemy URL, e.g. sqlite:////data/zimage.sqlite or postgresql://...")
+
+    # ---- plumbing ----
+
+    @property
+    def engine(self) -> sa.Engine:
+        engine = _engine(self.url)
+        if not getattr(engine, "_zimage_schema_ready", False):
+            if self.url.startswith("sqlite:///"):
+                from pathlib import Path
+
+                Path(self.url[len("sqlite:///") :]).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            t.metadata.create_all(engine)
+            engine._zimage_schema_ready = True  # type: ignore[attr-defined]
+        return engine
+
+    def _upsert(self, conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        if conn.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        elif conn.dialect.name == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            raise RuntimeError(f"unsupported database dialect {conn.dialect.name!r}: use SQLite or PostgreSQL")
+        keys = [c.name for c in table.primary_key.columns]
+        for start in range(0, len(rows), _CHUNK):
+            stmt = insert(table)
+            updates = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+            stmt = stmt.on_conflict_do_update(index_elements=keys, set_=updates) if updates else stmt.on_conflict_do_nothing()
+            conn.execute(stmt, list(rows[start : start + _CHUNK]))
+
+    # ---- catalog ----
+
+    def record_ingest(
+        self,
+        *,
+        ingest_id: str,
+        source: str,
+        fmt: str,
+        rows_read: int,
+        skus: Sequence[Mapping[str, Any]],
+        rejects: Sequence[Mapping[str, Any]],
+        now: datetime | None = None,
+    ) -> dict[str, int]:
+        """Upsert accepted SKUs and replace this ingest's rejects, in one transaction.
+
+        Returns counts of new, changed (content hash moved) and unchanged SKUs.
+        """
+        now = now or utcnow()
+        with self.engine.begin() as conn:
+            known = self._existing_hashes(conn, [r["sku"] for r in skus])
+            inserts, updates, counts = [], [], {"new": 0, "changed": 0, "unchanged": 0}
+            for row in skus:
+                stored = _sku_record(row, source, ingest_id)
+                previous = known.get(row["sku"])
+                if previous is None:
+                    counts["new"] += 1
+                    inserts.append({**stored, "first_seen": now, "last_changed": now})
+                    known[row["sku"]] = (stored["content_hash"], stored["row_hash"])
+                elif previous[0] != stored["content_hash"]:
+                    counts["changed"] += 1
+                    updates.append({**stored, "last_changed": now})
+                else:
+                    counts["unchanged"] += 1
+                    if previous[1] != stored["row_hash"]:
+                        updates.append(stored)  # non-visual edit: keep the row current, no regeneration
+            for start in range(0, len(inserts), _CHUNK):
+                conn.execute(t.skus.insert(), inserts[start : start + _CHUNK])
+            for group in _group_by_columns(updates):
+                cols = [c for c in group[0] if c != "sku"]
+                stmt = t.skus.update().where(t.skus.c.sku == sa.bindparam("b_sku")).values({c: sa.bindparam(f"b_{c}") for c in cols})
+                conn.execute(stmt, [{f"b_{k}": v for k, v in r.items()} for r in group])
+            conn.execute(t.catalog_rejects.delete().where(t.catalog_rejects.c.ingest_id == ingest_id))
+            self._upsert(
+                conn,
+                t.catalog_rejects,
+                [
+                    {
+                        "ingest_id": ingest_id,
+                        "row_number": int(r["row"]),
+                        "field": str(r["field"])[:128],
+                        "sku": str(r["sku"]),
+                        "value": str(r["value"]),
+                        "reason": str(r["reason"]),
+                    }
+                    for r in rejects
+                ],
+            )
+            self._upsert(
+                conn,
+                t.catalog_ingests,
+                [
+                    {
+                        "ingest_id": ingest_id,
+                        "source": source,
+                        "format": fmt,
+                        "rows_read": rows_read,
+                        "accepted": len(skus),
+                        "rejected_rows": len({int(r["row"]) for r in rejects}),
+                        "new_skus": counts["new"],
+                        "changed_skus": counts["changed"],
+                        "unchanged_skus": counts["unchanged"],
+                        "ingested_at": now,
+                    }
+                ],
+            )
+        return counts
+
+    def _existing_hashes(self, conn: sa.Connection, sku_list: list[str]) -> dict[str, tuple[str, str]]:
+        found: dict[str, tuple[str, str]] = {}
+        cols = (t.skus.c.sku, t.skus.c.content_hash, t.skus.c.row_hash)
+        if len(sku_list) > 50_000:  # a whole-catalog ingest: one scan beats many IN lists
+            wanted = set(sku_list)
+            for sku, content, row in conn.execute(sa.select(*cols)):
+                if sku in wanted:
+                    found[sku] = (content, row)
+            return found
+        for start in range(0, len(sku_list), 900):
+            chunk = sku_list[start : start + 900]
+            for sku, content, row in conn.execute(sa.select(*cols).where(t.skus.c.sku.in_(chunk))):
+                found[sku] = (content, row)
+        return found
+
+    def rejects(self, ingest_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.catalog_rejects).where(t.catalog_rejects.c.ingest_id == ingest_id).order_by(t.catalog_rejects.c.row_number)
+            )
+            return [dict(r._mapping) for r in rows]
+
+    def count_skus(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(t.skus)).scalar_one()
+
+    def products(self, sku_list: Iterable[str]) -> dict[str, dict[str, Any]]:
+        sku_list = list(dict.fromkeys(sku_list))
+        out: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(sku_list), 900):
+                chunk = sku_list[start : start + 900]
+                for row in conn.execute(sa.select(t.skus).where(t.skus.c.sku.in_(chunk))):
+                    record = dict(row._mapping)
+                    record["attributes"] = json.loads(record["attributes"] or "{}")
+                    out[record["sku"]] = record
+        return out
+
+    def select_skus(
+        self,
+        *,
+        skus: Sequence[str] = (),
+        category: str = "",
+        without_current_image: bool = False,
+        limit: int | None = None,
+    ) -> list[tuple[str, str]]:
+        """(sku, category) of the chosen SKUs, oldest first; SKUs already in an open batch are skipped."""
+        open_items = (
+            sa.select(t.batch_items.c.sku)
+            .join(t.batches, t.batches.c.batch_id == t.batch_items.c.batch_id)
+            .where(t.batches.c.status.in_(OPEN_BATCH_STATUSES))
+        )
+        query = sa.select(t.skus.c.sku, t.skus.c.category).where(t.skus.c.sku.not_in(open_items))
+        if skus:
+            query = query.where(t.skus.c.sku.in_(list(skus)))
+        if category:
+            prefix = category.strip("/")
+            query = query.where(sa.or_(t.skus.c.category == prefix, t.skus.c.category.like(_like_prefix(prefix), escape="\\")))
+        if without_current_image:
+            query = query.where(~sa.exists().where(t.sku_images.c.sku == t.skus.c.sku))
+        query = query.order_by(t.skus.c.first_seen, t.skus.c.sku)
+        if limit:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [(r.sku, r.category) for r in conn.execute(query)]
+
+    # ---- batches ----
+
+    def mint_batch(
+        self,
+        *,
+        kind: str,
+        priority: str,
+        items: Sequence[BatchItem],
+        template_version: str,
+        selection: Mapping[str, Any],
+        now: datetime | None = None,
+        deadline: datetime | None = None,
+    ) -> str:
+        """Create one immutable batch and its items; returns the new batch id."""
+        if not items:
+            raise ValueError("a batch needs at least one item")
+        now = now or utcnow()
+        prefix = batch_id_prefix(kind, now)
+        hashes = {sku: p["content_hash"] for sku, p in self.products([i.sku for i in items]).items()}
+        missing = sorted({i.sku for i in items} - hashes.keys())
+        if missing:
+            raise ValueError(f"unknown SKU(s) {missing[:5]}: ingest the catalog first")
+        for _ in range(100):  # concurrent minters race for a sequence number: retry on conflict
+            with self.engine.begin() as conn:
+                taken = conn.execute(
+                    sa.select(t.batches.c.batch_id).where(t.batches.c.batch_id.like(_like_prefix(prefix, "-"), escape="\\"))
+                ).scalars()
+                new_id = batch_id(prefix, max((int(b.rsplit("-", 1)[1]) for b in taken), default=0) + 1)
+                try:
+                    conn.execute(
+                        t.batches.insert().values(
+                            batch_id=new_id,
+                            kind=kind,
+                            priority=priority,
+                            status="minted",
+                            created_at=now,
+                            deadline=deadline,
+                            selection=json.dumps(dict(selection), sort_keys=True, default=str),
+                            template_version=template_version,
+                            sku_count=len({i.sku for i in items}),
+                            item_count=len(items),
+                            updated_at=now,
+                        )
+                    )
+                except sa.exc.IntegrityError:
+                    continue
+                conn.execute(
+                    t.batch_items.insert(),
+                    [{"batch_id": new_id, "sku": i.sku, "view": i.view, "content_hash": hashes[i.sku]} for i in items],
+                )
+                return new_id
+        raise RuntimeError(f"could not allocate a batch id under {prefix!r}")
+
+    def batch(self, batch_id_: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(t.batches).where(t.batches.c.batch_id == batch_id_)).first()
+            return dict(row._mapping) if row else None
+
+    def batches(self, *, statuses: Sequence[str] = (), limit: int | None = None) -> list[dict[str, Any]]:
+        query = sa.select(t.batches).order_by(t.batches.c.created_at, t.batches.c.batch_id)
+        if statuses:
+            query = query.where(t.batches.c.status.in_(list(statuses)))
+        if limit:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def set_batch_status(self, batch_id_: str, status: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(t.batches.update().where(t.batches.c.batch_id == batch_id_).values(status=status, updated_at=utcnow()))
+
+    def batch_items(self, batch_id_: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.batch_items).where(t.batch_items.c.batch_id == batch_id_).order_by(t.batch_items.c.sku, t.batch_items.c.view)
+            )
+            return [dict(r._mapping) for r in rows]
+
+    def save_prompts(self, batch_id_: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        with self.engine.begin() as conn:
+            stmt = (
+                t.batch_items.update()
+                .where(t.batch_items.c.batch_id == batch_id_)
+                .where(t.batch_items.c.sku == sa.bindparam("b_sku"))
+                .where(t.batch_items.c.view == sa.bindparam("b_view"))
+                .values(
+                    prompt=sa.bindparam("b_prompt"),
+                    negative_prompt=sa.bindparam("b_negative_prompt"),
+                    seed=sa.bindparam("b_seed"),
+                    width=sa.bindparam("b_width"),
+                    height=sa.bindparam("b_height"),
+                )
+            )
+            conn.execute(stmt, [{f"b_{k}": r[k] for k in ("sku", "view", "prompt", "negative_prompt", "seed", "width", "height")} for r in rows])
+
+    # ---- images ----
+
+    def save_receipts(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        with self.engine.begin() as conn:
+            self._upsert(conn, t.image_receipts, [dict(r) for r in rows])
+
+    def receipts(self, batch_id_: str, latest_only: bool = True) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = [
+                dict(r._mapping)
+                for r in conn.execute(
+                    sa.select(t.image_receipts)
+                    .where(t.image_receipts.c.batch_id == batch_id_)
+                    .order_by(t.image_receipts.c.sku, t.image_receipts.c.view, t.image_receipts.c.attempt)
+                )
+            ]
+        if not latest_only:
+            return rows
+        latest: dict[tuple[str, str], dict[str, Any]] = {}
+        for row in rows:
+            latest[(row["sku"], row["view"])] = row
+        return list(latest.values())
+
+    def save_verdicts(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        with self.engine.begin() as conn:
+            self._upsert(
+                conn,
+                t.verdicts,
+                [
+                    {
+                        **r,
+                        "reasons": r["reasons"] if isinstance(r["reasons"], str) else json.dumps(list(r["reasons"])),
+                        "scores": r["scores"] if isinstance(r["scores"], str) else json.dumps(dict(r["scores"]), default=float),
+                    }
+                    for r in rows
+                ],
+            )
+
+    def verdicts(self, batch_id_: str, stage: str | None = None) -> list[dict[str, Any]]:
+        query = sa.select(t.verdicts).where(t.verdicts.c.batch_id == batch_id_)
+        if stage:
+            query = query.where(t.verdicts.c.stage == stage)
+        with self.engine.connect() as conn:
+            out = []
+            for r in conn.execute(query.order_by(t.verdicts.c.sku, t.verdicts.c.view, t.verdicts.c.attempt)):
+                row = dict(r._mapping)
+                row["reasons"] = json.loads(row["reasons"])
+                row["scores"] = json.loads(row["scores"])
+                out.append(row)
+            return out
+
+    def publish_current(self, rows: Sequence[Mapping[str, Any]], *, batch_created_at: datetime) -> int:
+        """Make these images current, unless a newer batch already published that SKU x view.
+
+        Returns how many rows were left alone because a newer image is current (re-publishing an
+        old batch never rolls a SKU back).
+        """
+        skus = list({r["sku"] for r in rows})
+        with self.engine.begin() as conn:
+            newer: set[tuple[str, str]] = set()
+            for start in range(0, len(skus), 900):
+                query = (
+                    sa.select(t.sku_images.c.sku, t.sku_images.c.view)
+                    .join(t.batches, t.batches.c.batch_id == t.sku_images.c.batch_id)
+                    .where(t.sku_images.c.sku.in_(skus[start : start + 900]))
+                    .where(t.batches.c.created_at > batch_created_at)
+                )
+                newer.update((r.sku, r.view) for r in conn.execute(query))
+            fresh = [dict(r) for r in rows if (r["sku"], r["view"]) not in newer]
+            self._upsert(conn, t.sku_images, fresh)
+        return len(rows) - len(fresh)
+
+    def current_images(self, sku_list: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        query = sa.select(t.sku_images).order_by(t.sku_images.c.sku, t.sku_images.c.view)
+        if sku_list is not None:
+            query = query.where(t.sku_images.c.sku.in_(list(sku_list)))
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def table_counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return {
+                table.name: conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+                for table in t.metadata.sorted_tables
+            }
+
+
+def _sku_record(row: Mapping[str, Any], source: str, ingest_id: str) -> dict[str, Any]:
+    attributes = row["attributes"] if isinstance(row["attributes"], str) else json.dumps(row["attributes"], sort_keys=True, ensure_ascii=False)
+    record = {
+        "sku": row["sku"],
+        "title": row["title"],
+        "product_name": row["product_name"],
+        "category": row["category"],
+        "attributes": attributes,
+        "description": row["description"],
+        "parent_sku": row["parent_sku"],
+        "kind": row["kind"],
+        "note": row["note"],
+        "content_hash": row["content_hash"],
+    }
+    record["row_hash"] = hashlib.sha256(json.dumps(record, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    record["source"] = source
+    record["last_ingest_id"] = ingest_id
+    return record
+
+
+def _group_by_columns(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(sorted(row)), []).append(row)
+    return list(groups.values())
+
+
+def _like_prefix(prefix: str, separator: str = "/") -> str:
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"{escaped}{separator}%"

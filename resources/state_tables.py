@@ -1,0 +1,170 @@
+"""The project's own tables: per-SKU truth that outlives any Dagster partition.
+
+SQLite by default, PostgreSQL in production (same SQLAlchemy Core schema). Times are naive UTC.
+Every table has a natural primary key so that every write is an idempotent upsert.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+SKU_LEN = 255
+
+# One row per SKU ever seen. content_hash covers what changes the picture; last_changed moves
+# only when it does.
+skus = Table(
+    "skus",
+    metadata,
+    Column("sku", String(SKU_LEN), primary_key=True),
+    Column("title", Text, nullable=False),
+    Column("product_name", Text, nullable=False),
+    Column("category", Text, nullable=False),
+    Column("attributes", Text, nullable=False),  # JSON object of visual attributes
+    Column("description", Text, nullable=False),
+    Column("parent_sku", String(SKU_LEN), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("row_hash", String(64), nullable=False),  # every stored field: detects non-visual edits
+    Column("source", Text, nullable=False),
+    Column("first_seen", DateTime, nullable=False),
+    Column("last_changed", DateTime, nullable=False),
+    Column("last_ingest_id", String(64), nullable=False),
+)
+
+catalog_ingests = Table(
+    "catalog_ingests",
+    metadata,
+    Column("ingest_id", String(64), primary_key=True),  # sha256 of the source bytes + format
+    Column("source", Text, nullable=False),
+    Column("format", String(32), nullable=False),
+    Column("rows_read", Integer, nullable=False),
+    Column("accepted", Integer, nullable=False),
+    Column("rejected_rows", Integer, nullable=False),
+    Column("new_skus", Integer, nullable=False),
+    Column("changed_skus", Integer, nullable=False),
+    Column("unchanged_skus", Integer, nullable=False),
+    Column("ingested_at", DateTime, nullable=False),
+)
+
+catalog_rejects = Table(
+    "catalog_rejects",
+    metadata,
+    Column("ingest_id", String(64), primary_key=True),
+    Column("row_number", Integer, primary_key=True),  # 1-based data row (header excluded)
+    Column("field", String(128), primary_key=True),
+    Column("sku", Text, nullable=False),
+    Column("value", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+)
+
+# A batch is immutable once minted: its items never change; only its status moves.
+batches = Table(
+    "batches",
+    metadata,
+    Column("batch_id", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),  # new | manual | refresh
+    Column("priority", String(16), nullable=False),  # high | normal | low
+    Column("status", String(16), nullable=False),  # minted | running | generated | published | failed
+    Column("created_at", DateTime, nullable=False),
+    Column("deadline", DateTime, nullable=True),
+    Column("selection", Text, nullable=False),  # JSON: how the SKUs were chosen
+    Column("template_version", String(64), nullable=False),
+    Column("sku_count", Integer, nullable=False),
+    Column("item_count", Integer, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Index("ix_batches_status", "status"),
+)
+
+batch_items = Table(
+    "batch_items",
+    metadata,
+    Column("batch_id", String(64), primary_key=True),
+    Column("sku", String(SKU_LEN), primary_key=True),
+    Column("view", String(64), primary_key=True),
+    Column("content_hash", String(64), nullable=False),  # the SKU's content when minted
+    # Filled by product_prompts (deterministic, so re-running rewrites the same values).
+    Column("prompt", Text, nullable=True),
+    Column("negative_prompt", Text, nullable=True),
+    Column("seed", Integer, nullable=True),
+    Column("width", Integer, nullable=True),
+    Column("height", Integer, nullable=True),
+    Index("ix_batch_items_sku", "sku"),
+)
+
+# One receipt per image attempt: everything needed to reproduce or audit it.
+image_receipts = Table(
+    "image_receipts",
+    metadata,
+    Column("batch_id", String(64), primary_key=True),
+    Column("sku", String(SKU_LEN), primary_key=True),
+    Column("view", String(64), primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("spec_hash", String(64), nullable=False),
+    Column("model_id", Text, nullable=False),
+    Column("revision", Text, nullable=False),
+    Column("scheduler", Text, nullable=False),
+    Column("steps", Integer, nullable=False),
+    Column("guidance_scale", Float, nullable=False),
+    Column("seed", Integer, nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("storage_key", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("diffusers_version", String(32), nullable=False),
+    Column("torch_version", String(64), nullable=False),
+    Column("device", String(32), nullable=False),
+    Column("dtype", String(16), nullable=False),
+    Column("seconds", Float, nullable=False),  # generation time (0 for cache hits)
+    Column("cache_hit", Boolean, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_image_receipts_spec", "spec_hash"),
+)
+
+# PASS / REVIEW / BLOCK per prompt or image, with machine-readable reasons.
+verdicts = Table(
+    "verdicts",
+    metadata,
+    Column("batch_id", String(64), primary_key=True),
+    Column("sku", String(SKU_LEN), primary_key=True),
+    Column("view", String(64), primary_key=True),
+    Column("stage", String(16), primary_key=True),  # prompt | image
+    Column("attempt", Integer, primary_key=True),
+    Column("verdict", String(8), nullable=False),
+    Column("reasons", Text, nullable=False),  # JSON list of codes
+    Column("scores", Text, nullable=False),  # JSON object
+    Column("created_at", DateTime, nullable=False),
+)
+
+# The current published image of each SKU x view.
+sku_images = Table(
+    "sku_images",
+    metadata,
+    Column("sku", String(SKU_LEN), primary_key=True),
+    Column("view", String(64), primary_key=True),
+    Column("batch_id", String(64), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("storage_key", Text, nullable=False),
+    Column("public_key", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("spec_hash", String(64), nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("template_version", String(64), nullable=False),
+    Column("model_id", Text, nullable=False),
+    Column("revision", Text, nullable=False),
+    Column("published_at", DateTime, nullable=False),
+)

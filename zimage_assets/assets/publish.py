@@ -1,0 +1,73 @@
+"""published_images[batch]: promote the batch's images to the public prefix, with a manifest."""
+
+
+import dagster as dg
+
+from resources.image_store import ImageStore
+from resources.state_db import StateDB, utcnow
+from zimage_assets.assets.images import product_images
+from zimage_assets.assets.prompts import require_batch
+from zimage_assets.domain.manifest import manifest_csv, manifest_json
+from zimage_assets.domain.storage_keys import batch_file_key, public_image_key
+from zimage_assets.metadata import markdown_table
+from zimage_assets.partitions import batch_partitions
+
+
+@dg.asset(partitions_def=batch_partitions, deps=[product_images], group_name="publishing")
+def published_images(
+    context: dg.AssetExecutionContext,
+    state_db: StateDB,
+    image_store: ImageStore,
+) -> dg.MaterializeResult:
+    """Public copies under immutable keys, the SKUs' current images, and the batch manifest."""
+    batch_id = context.partition_key
+    batch = require_batch(state_db, batch_id)
+    receipts = state_db.receipts(batch_id)
+    if not receipts:
+        raise dg.Failure(description=f"batch {batch_id} has no images: materialize product_images first", allow_retries=False)
+
+    items = {(i["sku"], i["view"]): i for i in state_db.batch_items(batch_id)}
+    now = utcnow()
+    manifest_rows, current_rows = [], []
+    for receipt in receipts:
+        public_key = public_image_key(receipt["sku"], receipt["view"], receipt["sha256"])
+        if not image_store.exists(public_key):
+            image_store.copy(receipt["storage_key"], public_key)
+        url = image_store.url(public_key)
+        manifest_rows.append({**receipt, "key": public_key, "url": url})
+        current_rows.append(
+            {
+                "sku": receipt["sku"],
+                "view": receipt["view"],
+                "batch_id": batch_id,
+                "attempt": receipt["attempt"],
+                "storage_key": receipt["storage_key"],
+                "public_key": public_key,
+                "url": url,
+                "sha256": receipt["sha256"],
+                "spec_hash": receipt["spec_hash"],
+                "content_hash": items[(receipt["sku"], receipt["view"])]["content_hash"],
+                "template_version": batch["template_version"],
+                "model_id": receipt["model_id"],
+                "revision": receipt["revision"],
+                "published_at": now,
+            }
+        )
+
+    csv_key = batch_file_key("manifests", batch_id, "manifest.csv")
+    json_key = batch_file_key("manifests", batch_id, "manifest.json")
+    image_store.put(csv_key, manifest_csv(manifest_rows), "text/csv")
+    image_store.put(json_key, manifest_json(batch_id, manifest_rows), "application/json")
+    superseded = state_db.publish_current(current_rows, batch_created_at=batch["created_at"])
+    state_db.set_batch_status(batch_id, "published")
+    context.log.info(f"{batch_id}: published {len(manifest_rows)} images; manifest {image_store.url(csv_key)}")
+    return dg.MaterializeResult(
+        metadata={
+            "published": len(manifest_rows),
+            "skus": len({r["sku"] for r in manifest_rows}),
+            "not_current": dg.MetadataValue.int(superseded),
+            "manifest_csv": image_store.url(csv_key),
+            "manifest_json": image_store.url(json_key),
+            "images": dg.MetadataValue.md(markdown_table(manifest_rows[:20], ["sku", "view", "width", "height", "url"], 120)),
+        }
+    )

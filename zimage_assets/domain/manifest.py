@@ -1,0 +1,32 @@
+"""The per-batch manifest of published images, as CSV and JSON bytes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Mapping, Sequence
+
+MANIFEST_COLUMNS = ["sku", "view", "url", "key", "width", "height", "spec_hash", "sha256", "seed", "model_id"]
+
+
+def manifest_csv(rows: Sequence[Mapping]) -> bytes:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=MANIFEST_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in sorted(rows, key=_order):
+        writer.writerow(row)
+    return out.getvalue().encode("utf-8")
+
+
+def manifest_json(batch_id: str, rows: Sequence[Mapping]) -> bytes:
+    doc = {
+        "batch_id": batch_id,
+        "count": len(rows),
+        "images": [{k: row.get(k) for k in MANIFEST_COLUMNS} for row in sorted(rows, key=_order)],
+    }
+    return json.dumps(doc, indent=2, ensure_ascii=False).encode("utf-8")
+
+
+def _order(row: Mapping) -> tuple[str, str]:
+    return (str(row["sku"]), str(row["view"]))
