@@ -25,7 +25,7 @@ def build_resources(settings: Settings) -> dict:
             model=settings.model,
             revision=settings.model_revision,
             model_path=settings.model_path,
-            models_dir=str(settings.home / "models"),
+            models_dir=settings.models_dir,
             device=settings.device,
             dtype=settings.dtype,
             batch_size=settings.batch_size,

@@ -1,21 +1,20 @@
-"""The code location: assembles assets, jobs, sensors and resources. It computes nothing."""
-
+"""The code location: assembles assets, checks, jobs, sensors and resources. It computes nothing."""
 
 import dagster as dg
 
-from jobs.batch_jobs import generate_batch_job, ingest_catalog_job, mint_batches_job
+from jobs import ALL_JOBS
 from resources import build_resources
-from sensors.batch_launcher import minted_batches_sensor
-from zimage_assets.assets.catalog import sku_catalog
-from zimage_assets.assets.images import product_images
-from zimage_assets.assets.prompts import product_prompts
-from zimage_assets.assets.publish import published_images
+from sensors import ALL_SCHEDULES, ALL_SENSORS
+from zimage_assets.assets import ALL_ASSETS
+from zimage_assets.checks import ALL_CHECKS
 from zimage_assets.settings import Settings
 
 defs = dg.Definitions(
-    assets=[sku_catalog, product_prompts, product_images, published_images],
-    jobs=[ingest_catalog_job, generate_batch_job, mint_batches_job],
-    sensors=[minted_batches_sensor],
+    assets=ALL_ASSETS,
+    asset_checks=ALL_CHECKS,
+    jobs=ALL_JOBS,
+    sensors=ALL_SENSORS,
+    schedules=ALL_SCHEDULES,
     resources=build_resources(Settings.from_env()),
     # GPU work runs in the run's own process: one model load per run, not one per step.
     executor=dg.in_process_executor,

@@ -28,6 +28,7 @@ class Settings:
     model: str  # ZIMAGE_MODEL: tiny | turbo | base | a hub id | a local folder
     model_revision: str  # ZIMAGE_MODEL_REVISION: hub revision (branch, tag or commit)
     model_path: str  # ZIMAGE_MODEL_PATH: local folder holding the weights of the chosen preset
+    models_dir: str  # ZIMAGE_MODELS_DIR: where the tiny model is built once and kept
     device: str  # ZIMAGE_DEVICE: auto | cuda | cuda:N | cpu | mps
     dtype: str  # ZIMAGE_DTYPE: auto | bfloat16 | float32
     batch_size: int  # ZIMAGE_BATCH_SIZE: images per pipeline call
@@ -50,6 +51,7 @@ class Settings:
             model=model,
             model_revision=env.get("ZIMAGE_MODEL_REVISION") or "",
             model_path=env.get("ZIMAGE_MODEL_PATH") or "",
+            models_dir=env.get("ZIMAGE_MODELS_DIR") or str(home / "models"),
             device=env.get("ZIMAGE_DEVICE") or "auto",
             dtype=env.get("ZIMAGE_DTYPE") or "auto",
             batch_size=_positive_int(env, "ZIMAGE_BATCH_SIZE", 4),

@@ -1,0 +1,8 @@
+"""The asset graph, in data-flow order: catalog -> prompts -> images -> publication."""
+
+from zimage_assets.assets.catalog import sku_catalog
+from zimage_assets.assets.images import product_images
+from zimage_assets.assets.prompts import product_prompts
+from zimage_assets.assets.publish import published_images
+
+ALL_ASSETS = [sku_catalog, product_prompts, product_images, published_images]
