@@ -76,7 +76,8 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
             brand = rng.choice(["Luma", "Acme", "Northwind", "Contoso"])
             base = f"P{product_no:07d}"
             if rng.random() < 0.12:  # configurable product: a parent row, then colours x sizes
-                w.writerow([base, name, cat, desc, "", "", "", material, pattern, price, "0", brand])
+                w.writerow([base, name, cat, desc, "", "", "", material, pattern, price, "0",
+                            brand])
                 written += 1
                 for color in rng.sample(COLORS, 2):
                     for size in SIZES[: rng.randint(2, 5)]:
@@ -143,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             raw_pq = read_catalog_table(pq_path)
             t_pq = time.perf_counter() - t0
             print(f"read_catalog_table (Parquet, {pq_path.stat().st_size / 2**20:.1f} MiB): "
-                  f"{t_pq:.2f} s  {len(raw_pq) / t_pq:,.0f} rows/s; peak RSS {peak_rss_mib():,.0f} MiB")
+                  f"{t_pq:.2f} s  {len(raw_pq) / t_pq:,.0f} rows/s; "
+                  f"peak RSS {peak_rss_mib():,.0f} MiB")
     return 0
 
 

@@ -356,7 +356,8 @@ def _read_csv_ragged(src, sep: str, label: str) -> pd.DataFrame:
                 fields = fields + [""] * (n - len(fields))
             rows.append(fields)
     except UnicodeDecodeError as exc:
-        raise CatalogFormatError(f"catalog {label!r} is not UTF-8 text; export it as UTF-8") from exc
+        raise CatalogFormatError(
+            f"catalog {label!r} is not UTF-8 text; export it as UTF-8") from exc
     except csv.Error as exc:
         raise CatalogFormatError(f"catalog {label!r} is not valid CSV: {exc}") from exc
     finally:
@@ -383,7 +384,8 @@ def _read_parquet(src, label: str) -> pd.DataFrame:
     try:
         df = pd.read_parquet(src)
     except Exception as exc:  # pyarrow raises several types
-        raise CatalogFormatError(f"catalog {label!r} is not a readable Parquet file: {exc}") from exc
+        raise CatalogFormatError(
+            f"catalog {label!r} is not a readable Parquet file: {exc}") from exc
     return _stringify_frame(df)
 
 
@@ -428,15 +430,12 @@ def _norm_col(name: Any) -> str:
 
 
 _REQUIRED = {
-    # format -> list of requirements; a tuple means "one of these"
+    # format -> requirements, as display names (matched case-insensitively); a tuple means
+    # "one of these"
     "magento": [("sku",), ("name",)],
-    "shopify": [("handle",), ("title",), ("variant sku", "option1 value")],
-    "woocommerce": [("id",), ("type",), ("sku",), ("name",)],
+    "shopify": [("Handle",), ("Title",), ("Variant SKU", "Option1 Value")],
+    "woocommerce": [("ID",), ("Type",), ("SKU",), ("Name",)],
     "generic": [("sku",), ("title", "name")],
-}
-_DISPLAY = {
-    "sku": "sku", "name": "name", "handle": "Handle", "title": "Title",
-    "variant sku": "Variant SKU", "option1 value": "Option1 Value", "id": "ID", "type": "Type",
 }
 
 
@@ -460,8 +459,8 @@ def _missing_columns(fmt: str, cols: set[str]) -> list[str]:
     if fmt == "magento" and "category" not in cols and "product_type" not in cols:
         reqs.append(("product_type", "category"))
     for req in reqs:
-        if not any(r in cols for r in req):
-            missing.append(" or ".join(_DISPLAY.get(r, r) for r in req))
+        if not any(_norm_col(r) in cols for r in req):
+            missing.append(" or ".join(req))
     return missing
 
 
@@ -574,7 +573,7 @@ def _category_uncached(kind: str, cell: str) -> str:
             segs = [_segment(s.replace("\x00", "/")) for s in p.split("/")]
             paths.append(segs[1:])  # the first segment is the root category
         return _pick_path(paths)
-    if kind == "levels" or (kind == "generic" and "\n" in cell):
+    if "\n" in cell and kind in ("levels", "generic"):
         paths: list[list[str]] = [[]]
         for seg in cell.splitlines():
             seg = _segment(seg)
@@ -592,7 +591,7 @@ def _category_uncached(kind: str, cell: str) -> str:
             return ""
         segs = [s for s in (_segment(s) for s in cell.split(">")) if s]
         return "/".join(segs[-SHOPIFY_CATEGORY_DEPTH:])
-    # generic: one path
+    # generic, and Magento fixture cells with a single level: one path
     sep = ">" if ">" in cell else "/"
     return "/".join(s for s in (_segment(s) for s in cell.split(sep)) if s)
 
