@@ -209,7 +209,7 @@ class ZImageGenerator(ConfigurableResource):
             raise GeneratorError(
                 f"cannot load Z-Image weights from {source!r}: {exc}\n"
                 "Weights are never downloaded at run time unless allowed. Fetch them once, e.g.\n"
-                f"  huggingface-cli download {self.model_info().model_id} --local-dir /models/z-image\n"
+                f"  hf download {self.model_info().model_id} --local-dir /models/z-image\n"
                 "then set ZIMAGE_MODEL_PATH=/models/z-image (or ZIMAGE_MODEL to that folder)."
             ) from exc
         pipe.set_progress_bar_config(disable=True)

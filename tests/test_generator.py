@@ -76,7 +76,7 @@ def test_out_of_memory_halves_the_batch_and_still_makes_every_image(models_dir, 
 def test_float16_is_refused_and_missing_weights_explain_what_to_do(tmp_path):
     with pytest.raises(GeneratorError, match="float16"):
         ZImageGenerator(dtype="float16", device="cpu").runtime_info()
-    with pytest.raises(GeneratorError, match="huggingface-cli download Tongyi-MAI/Z-Image-Turbo"):
+    with pytest.raises(GeneratorError, match="hf download Tongyi-MAI/Z-Image-Turbo"):
         ZImageGenerator(model="turbo", device="cpu", model_path=str(tmp_path / "none")).pipeline()
     with pytest.raises(GeneratorError, match="never downloaded at run time"):
         ZImageGenerator(model="turbo", device="cpu").pipeline()  # not in the local hub cache, no download
