@@ -19,8 +19,8 @@ def build_resources(settings: Settings) -> dict:
 
     return {
         "state_db": StateDB(url=settings.db_url),
-        "image_store": image_store_from_url(settings.storage_url, settings.public_base_url),
-        "result_cache": result_cache_from_url(settings.cache_url, str(settings.home / "cache.sqlite")),
+        "image_store": image_store_from_url(settings.storage_url, settings.public_base_url, **_s3_store_options(settings)),
+        "result_cache": result_cache_from_url(settings.cache_url, str(settings.home / "cache.sqlite"), **_cache_options(settings)),
         "generator": ZImageGenerator(
             model=settings.model,
             revision=settings.model_revision,
@@ -33,5 +33,92 @@ def build_resources(settings: Settings) -> dict:
         "catalog_source": CatalogSource(default_source=settings.catalog_source),
         "prompt_templates": PromptTemplates(
             path=settings.templates_path, max_items_per_batch=settings.max_items_per_batch
+        ),
+        **_operations_resources(settings),
+        **_metrics_resources(settings),
+        **_quality_resources(settings),
+    }
+
+
+# ---- production backends (S3 store, Redis cache, metrics, cost) ----
+
+
+def _s3_store_options(settings: Settings) -> dict:
+    """Endpoint, credentials (as EnvVars) and presign expiry for an s3:// store; nothing for a folder."""
+    if not settings.storage_url.startswith("s3://"):
+        return {}
+    from resources.s3_image_store import s3_store_options
+
+    return s3_store_options(settings)
+
+
+def _cache_options(settings: Settings) -> dict:
+    """TTL for every cache backend; the key prefix for Redis."""
+    options: dict = {"ttl_seconds": settings.cache_ttl_seconds}
+    if settings.cache_url.startswith(("redis://", "rediss://", "unix://")):
+        options["key_prefix"] = settings.cache_key_prefix
+    return options
+
+
+def _metrics_resources(settings: Settings) -> dict:
+    """Per-run cost accounting and metrics publication (text file and/or Pushgateway)."""
+    from resources.metrics import MetricsRecorder
+
+    return {
+        "metrics": MetricsRecorder(
+            gpu_hour_price_usd=settings.gpu_hour_price_usd,
+            textfile_path=settings.metrics_file,
+            pushgateway_url=settings.pushgateway_url,
+        )
+    }
+
+
+# ---- new SKUs, SLA, monthly refresh, alerts, retention ----
+
+
+def _operations_resources(settings: Settings) -> dict:
+    """Service levels for sensors, schedules, checks and reports; the webhook client for alerts."""
+    from resources.service_levels import ServiceLevels
+    from resources.webhooks import WebhookClient
+    from zimage_assets.settings import as_env_var
+
+    return {
+        "service_levels": ServiceLevels(
+            sla_hours=settings.sla_hours,
+            refresh_max_age_days=settings.refresh_max_age_days,
+            seconds_per_image=settings.seconds_per_image,
+            gpu_hour_price=settings.gpu_hour_price_usd,
+            refresh_budget=settings.refresh_budget_usd,
+            retention_days=settings.retention_days,
+        ),
+        "webhooks": WebhookClient(
+            alert_urls=list(settings.alert_webhook_urls),
+            callback_urls=list(settings.callback_urls),
+            secret=as_env_var("ZIMAGE_WEBHOOK_SECRET", settings.webhook_secret) or "",
+            allowed_hosts=list(settings.webhook_allowed_hosts),
+            allow_loopback=settings.webhook_allow_loopback,
+        ),
+    }
+
+
+# ---- safety and quality gates ----
+
+
+def _quality_resources(settings: Settings) -> dict:
+    """The gates' policy and the NSFW classifier (loaded on first use)."""
+    from resources.image_safety import ImageSafety
+    from resources.quality_gates import QualityGates
+
+    return {
+        "quality_gates": QualityGates(
+            quality_mode=settings.quality_mode,
+            view_profiles=settings.view_profiles,
+            max_attempts=settings.max_attempts,
+            max_block_share=settings.max_block_share,
+            prompt_max_chars=settings.prompt_max_chars,
+            safety_terms_dir=settings.safety_terms_dir,
+            image_safety=ImageSafety(
+                review_threshold=settings.nsfw_review_threshold, block_threshold=settings.nsfw_block_threshold
+            ),
         ),
     }

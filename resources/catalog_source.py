@@ -19,9 +19,13 @@ class CatalogSource(ConfigurableResource):
 
     def read(self, source: str) -> bytes:
         if source.startswith("s3://"):
+            from resources.image_store import StoreError
             from resources.s3_image_store import read_s3_uri
 
-            return read_s3_uri(source)
+            try:  # endpoint and credentials: ZIMAGE_S3_* (the image store's)
+                return read_s3_uri(source)
+            except (StoreError, ValueError) as exc:
+                raise CatalogSourceError(f"catalog source {source!r}: {exc}") from None
         path = Path(source.removeprefix("file://")).expanduser()
         if not path.exists():
             raise CatalogSourceError(f"catalog source {source!r} does not exist")

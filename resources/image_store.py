@@ -53,7 +53,7 @@ class ImageStore(ConfigurableResource):
 
     def check_writable(self) -> None:
         """Fail fast (before any GPU work) when the store cannot be written."""
-        probe = "health/.write-probe"
+        probe = "health/write-probe"  # a valid key: segments may not start with a dot
         self.put(probe, b"ok", "text/plain")
         if self.get(probe) != b"ok":
             raise StoreError(f"{self.location()}: wrote a probe object but read back something else")
@@ -121,12 +121,15 @@ def content_type_for(key: str) -> str:
     }.get(suffix, "application/octet-stream")
 
 
-def image_store_from_url(url: str, public_base_url: str = "") -> ImageStore:
-    """`/path`, `file:///path` -> local folder; `s3://bucket/prefix` -> S3-compatible store."""
+def image_store_from_url(url: str, public_base_url: str = "", **s3_options) -> ImageStore:
+    """`/path`, `file:///path` -> local folder; `s3://bucket/prefix` -> S3-compatible store.
+
+    `s3_options` (endpoint, credentials, presign expiry, ...) go to `S3ImageStore.from_url`.
+    """
     if url.startswith("s3://"):
         from resources.s3_image_store import S3ImageStore
 
-        return S3ImageStore.from_url(url, public_base_url=public_base_url)
+        return S3ImageStore.from_url(url, public_base_url=public_base_url, **s3_options)
     if url.startswith("file://"):
         url = url[len("file://") :]
     if "://" in url:

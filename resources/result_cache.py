@@ -95,12 +95,12 @@ class EmbeddedCache(ResultCache):
         )
 
 
-def result_cache_from_url(url: str, embedded_path: str) -> ResultCache:
-    """`embedded` -> SQLite file; `redis://...` / `rediss://...` -> Redis."""
+def result_cache_from_url(url: str, embedded_path: str, **options) -> ResultCache:
+    """`embedded` -> SQLite file; `redis://...` / `rediss://...` -> Redis. `options`: e.g. ttl_seconds."""
     if url in ("", "embedded"):
-        return EmbeddedCache(path=embedded_path)
+        return EmbeddedCache(path=embedded_path, **options)
     if url.startswith(("redis://", "rediss://", "unix://")):
         from resources.redis_cache import RedisCache
 
-        return RedisCache(url=url)
+        return RedisCache(url=url, **options)
     raise ValueError(f"ZIMAGE_CACHE_URL={url!r}: use 'embedded' or a redis:// URL")

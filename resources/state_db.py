@@ -44,9 +44,18 @@ def _engine(url: str) -> sa.Engine:
                     cursor.execute("PRAGMA synchronous=NORMAL")
                     cursor.close()
             else:
-                engine = sa.create_engine(url, pool_pre_ping=True)
+                engine = sa.create_engine(sqlalchemy_url(url), pool_pre_ping=True)
             _ENGINES[url] = engine
         return _ENGINES[url]
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Plain postgresql:// URLs use psycopg2 (installed with dagster-postgres): SQLAlchemy 2.1 would
+    pick psycopg 3, which is not installed. An explicit driver (postgresql+psycopg://) is kept."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg2://" + url[len(plain) :]
+    return url
 
 
 def dispose_engines() -> None:
@@ -415,6 +424,375 @@ class StateDB(ConfigurableResource):
                 table.name: conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
                 for table in t.metadata.sorted_tables
             }
+
+    # ---- new SKUs, SLA, monthly refresh, webhooks, retention ----
+
+    def catalog_fingerprint(self) -> str:
+        """Moves whenever an ingest is recorded: the only way SKUs become new or changed."""
+        ingests = t.catalog_ingests
+        with self.engine.connect() as conn:
+            count, latest = conn.execute(sa.select(sa.func.count(), sa.func.max(ingests.c.ingested_at))).one()
+        return f"{count}:{latest.isoformat() if latest else '-'}"
+
+    def skus_needing_images(self, limit: int) -> list[dict[str, Any]]:
+        """SKUs whose current content has neither a published image nor a batch item, oldest change first.
+
+        Keyed by content hash, so each version of a SKU is minted once: a SKU whose batch is still
+        open is not picked again, and a SKU that changes while its batch runs is picked for its new
+        content. `has_image` tells a changed SKU (it has an older image) from a new one.
+        """
+        s, img, items = t.skus, t.sku_images, t.batch_items
+        up_to_date = sa.exists().where(img.c.sku == s.c.sku, img.c.content_hash == s.c.content_hash)
+        minted = sa.exists().where(items.c.sku == s.c.sku, items.c.content_hash == s.c.content_hash)
+        has_image = sa.exists().where(img.c.sku == s.c.sku)
+        query = (
+            sa.select(s.c.sku, s.c.category, s.c.first_seen, s.c.last_changed, sa.case((has_image, 1), else_=0).label("has_image"))
+            .where(~up_to_date, ~minted)
+            .order_by(s.c.last_changed, s.c.sku)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [{**dict(r._mapping), "has_image": bool(r.has_image)} for r in conn.execute(query)]
+
+    def minted_batches(self, kinds: Sequence[str], limit: int | None = None) -> list[dict[str, Any]]:
+        query = (
+            sa.select(t.batches)
+            .where(t.batches.c.status == "minted", t.batches.c.kind.in_(list(kinds)))
+            .order_by(t.batches.c.created_at, t.batches.c.batch_id)
+        )
+        if limit:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def mark_batch_failed(self, batch_id_: str) -> bool:
+        """An open batch whose run failed becomes `failed` (a published batch stays published)."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                t.batches.update()
+                .where(t.batches.c.batch_id == batch_id_, t.batches.c.status.in_(OPEN_BATCH_STATUSES))
+                .values(status="failed", updated_at=utcnow())
+            )
+            return result.rowcount > 0
+
+    def sla_backlog(self, due_before: datetime, sample: int = 10) -> dict[str, Any]:
+        """SKUs without a published image of their current content; overdue = changed before `due_before`."""
+        s, img = t.skus, t.sku_images
+        up_to_date = sa.exists().where(img.c.sku == s.c.sku, img.c.content_hash == s.c.content_hash)
+        has_image = sa.exists().where(img.c.sku == s.c.sku)
+        pending = (
+            sa.select(s.c.sku, s.c.last_changed, sa.case((has_image, 1), else_=0).label("has_image")).where(~up_to_date).subquery()
+        )
+        overdue = pending.c.last_changed < due_before
+        with self.engine.connect() as conn:
+            total, late, late_new, oldest, oldest_late = conn.execute(
+                sa.select(
+                    sa.func.count(),
+                    sa.func.coalesce(sa.func.sum(sa.case((overdue, 1), else_=0)), 0),
+                    sa.func.coalesce(sa.func.sum(sa.case((overdue & (pending.c.has_image == 0), 1), else_=0)), 0),
+                    sa.func.min(pending.c.last_changed),
+                    sa.func.min(sa.case((overdue, pending.c.last_changed), else_=None)),
+                )
+            ).one()
+            rows = [
+                dict(r._mapping)
+                for r in conn.execute(
+                    sa.select(pending.c.sku, pending.c.last_changed, pending.c.has_image)
+                    .where(overdue)
+                    .order_by(pending.c.last_changed, pending.c.sku)
+                    .limit(sample)
+                )
+            ]
+            latest = self._latest_batches(conn, [r["sku"] for r in rows])
+        samples = [
+            {
+                "sku": r["sku"],
+                "due_since": r["last_changed"],
+                "kind": "changed" if r["has_image"] else "new",
+                "batch_id": latest.get(r["sku"], {}).get("batch_id", ""),
+                "batch_status": latest.get(r["sku"], {}).get("status", "not batched"),
+            }
+            for r in rows
+        ]
+        return {
+            "pending": int(total),
+            "overdue": int(late),
+            "overdue_new": int(late_new),
+            "overdue_changed": int(late) - int(late_new),
+            "oldest_due_since": oldest,
+            "oldest_overdue_since": oldest_late,
+            "sample": samples,
+        }
+
+    def _latest_batches(self, conn: sa.Connection, sku_list: list[str]) -> dict[str, dict[str, Any]]:
+        if not sku_list:
+            return {}
+        query = (
+            sa.select(t.batch_items.c.sku, t.batches.c.batch_id, t.batches.c.status, t.batches.c.created_at)
+            .join(t.batches, t.batches.c.batch_id == t.batch_items.c.batch_id)
+            .where(t.batch_items.c.sku.in_(sku_list))
+            .order_by(t.batches.c.created_at, t.batches.c.batch_id)
+        )
+        return {r.sku: {"batch_id": r.batch_id, "status": r.status} for r in conn.execute(query)}
+
+    def batches_with_deadlines(self, since: datetime) -> list[dict[str, Any]]:
+        query = (
+            sa.select(t.batches)
+            .where(t.batches.c.deadline.is_not(None), t.batches.c.deadline >= since)
+            .order_by(t.batches.c.deadline, t.batches.c.batch_id)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def coverage_counts(self) -> list[dict[str, Any]]:
+        """(category, state, skus) with state current (image of the current content), stale or missing."""
+        s, img = t.skus, t.sku_images
+        up_to_date = sa.exists().where(img.c.sku == s.c.sku, img.c.content_hash == s.c.content_hash)
+        has_image = sa.exists().where(img.c.sku == s.c.sku)
+        per_sku = sa.select(
+            s.c.category, sa.case((up_to_date, "current"), (has_image, "stale"), else_="missing").label("state")
+        ).subquery()
+        query = sa.select(per_sku.c.category, per_sku.c.state, sa.func.count().label("skus")).group_by(per_sku.c.category, per_sku.c.state)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def receipt_stats(self, since: datetime) -> dict[str, Any]:
+        """Images receipted since `since`: how many, how many from the cache, GPU seconds spent."""
+        r = t.image_receipts
+        with self.engine.connect() as conn:
+            images, cached, seconds, first, last = conn.execute(
+                sa.select(
+                    sa.func.count(),
+                    sa.func.coalesce(sa.func.sum(sa.case((r.c.cache_hit, 1), else_=0)), 0),
+                    sa.func.coalesce(sa.func.sum(r.c.seconds), 0.0),
+                    sa.func.min(r.c.created_at),
+                    sa.func.max(r.c.created_at),
+                ).where(r.c.created_at >= since)
+            ).one()
+        return {"images": int(images), "cache_hits": int(cached), "gpu_seconds": float(seconds), "first": first, "last": last}
+
+    def measured_seconds_per_image(self, model_id: str, revision: str, limit: int = 2000) -> tuple[float | None, int]:
+        """Mean generation seconds of the latest generated (not cached) images of this model."""
+        r = t.image_receipts
+        query = (
+            sa.select(r.c.seconds)
+            .where(r.c.model_id == model_id, r.c.revision == revision, r.c.cache_hit.is_(False), r.c.seconds > 0)
+            .order_by(r.c.created_at.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            seconds = [float(v) for v in conn.execute(query).scalars()]
+        return (sum(seconds) / len(seconds) if seconds else None), len(seconds)
+
+    def refresh_candidates(
+        self,
+        *,
+        template_version: str,
+        model_id: str,
+        revision: str,
+        published_before: datetime | None,
+        skip_batch_prefix: str,
+    ) -> list[dict[str, Any]]:
+        """One row per SKU with a current image that is due, with a 0/1 flag per reason.
+
+        Skips SKUs in an open batch and SKUs already in a batch whose id starts with
+        `skip_batch_prefix` (this month's refresh), so a second refresh of a month mints nothing.
+        """
+        s, img, items, b = t.skus, t.sku_images, t.batch_items, t.batches
+        reasons = {
+            "content_changed": img.c.content_hash != s.c.content_hash,
+            "template_changed": img.c.template_version != template_version,
+            "model_changed": sa.or_(img.c.model_id != model_id, img.c.revision != revision),
+            "too_old": img.c.published_at < published_before if published_before is not None else sa.false(),
+        }
+        in_open_batch = (
+            sa.exists()
+            .where(items.c.sku == s.c.sku, items.c.batch_id == b.c.batch_id, b.c.status.in_(OPEN_BATCH_STATUSES))
+        )
+        in_this_refresh = sa.exists().where(
+            items.c.sku == s.c.sku, items.c.batch_id.like(_like_prefix(skip_batch_prefix, "-"), escape="\\")
+        )
+        query = (
+            sa.select(
+                s.c.sku,
+                s.c.category,
+                *[sa.func.max(sa.case((cond, 1), else_=0)).label(name) for name, cond in reasons.items()],
+            )
+            .join(img, img.c.sku == s.c.sku)
+            .where(sa.or_(*reasons.values()), ~in_open_batch, ~in_this_refresh)
+            .group_by(s.c.sku, s.c.category)
+            .order_by(s.c.sku)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def enqueue_webhook_deliveries(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Insert deliveries that are not there yet (an event is enqueued once per URL); returns how many."""
+        if not rows:
+            return 0
+        with self.engine.begin() as conn:
+            ids = [r["delivery_id"] for r in rows]
+            known = set(
+                conn.execute(sa.select(t.webhook_deliveries.c.delivery_id).where(t.webhook_deliveries.c.delivery_id.in_(ids))).scalars()
+            )
+            fresh = [dict(r) for r in rows if r["delivery_id"] not in known]
+            if fresh:
+                conn.execute(t.webhook_deliveries.insert(), fresh)
+            return len(fresh)
+
+    def due_webhook_deliveries(self, now: datetime, limit: int = 50) -> list[dict[str, Any]]:
+        d = t.webhook_deliveries
+        query = (
+            sa.select(d)
+            .where(d.c.status == "pending", sa.or_(d.c.next_attempt_at.is_(None), d.c.next_attempt_at <= now))
+            .order_by(d.c.created_at, d.c.delivery_id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def record_webhook_attempt(
+        self,
+        delivery_id: str,
+        *,
+        attempt: int,
+        at: datetime,
+        http_status: int | None,
+        error: str,
+        seconds: float,
+        status: str,
+        next_attempt_at: datetime | None,
+    ) -> None:
+        with self.engine.begin() as conn:
+            self._upsert(
+                conn,
+                t.webhook_attempts,
+                [{"delivery_id": delivery_id, "attempt": attempt, "at": at, "http_status": http_status, "error": error, "seconds": seconds}],
+            )
+            conn.execute(
+                t.webhook_deliveries.update()
+                .where(t.webhook_deliveries.c.delivery_id == delivery_id)
+                .values(
+                    attempts=attempt,
+                    status=status,
+                    next_attempt_at=next_attempt_at,
+                    last_status=http_status,
+                    last_error=error,
+                    updated_at=at,
+                )
+            )
+
+    def webhook_deliveries(self, event_id: str | None = None) -> list[dict[str, Any]]:
+        d = t.webhook_deliveries
+        query = sa.select(d).order_by(d.c.created_at, d.c.delivery_id)
+        if event_id is not None:
+            query = query.where(d.c.event_id == event_id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def webhook_attempts(self, delivery_id: str) -> list[dict[str, Any]]:
+        a = t.webhook_attempts
+        with self.engine.connect() as conn:
+            return [
+                dict(r._mapping)
+                for r in conn.execute(sa.select(a).where(a.c.delivery_id == delivery_id).order_by(a.c.attempt))
+            ]
+
+    def retention_candidates(self, created_before: datetime, statuses: Sequence[str]) -> list[dict[str, Any]]:
+        """Batches created before the cutoff, in one of `statuses`, whose partition is not retired yet."""
+        b, r = t.batches, t.retired_batches
+        query = (
+            sa.select(b)
+            .where(b.c.created_at < created_before, b.c.status.in_(list(statuses)))
+            .where(~sa.exists().where(r.c.batch_id == b.c.batch_id))
+            .order_by(b.c.created_at, b.c.batch_id)
+        )
+        with self.engine.connect() as conn:
+            return [dict(x._mapping) for x in conn.execute(query)]
+
+    def record_retired(self, batches_: Sequence[Mapping[str, Any]], now: datetime | None = None) -> None:
+        now = now or utcnow()
+        with self.engine.begin() as conn:
+            self._upsert(
+                conn, t.retired_batches, [{"batch_id": b["batch_id"], "retired_at": now, "batch_status": b["status"]} for b in batches_]
+            )
+
+    # ---- metrics and cost ----
+
+    def save_generation_run(self, row: Mapping[str, Any]) -> None:
+        """One row per product_images run (upsert on run_id: a retried write changes nothing)."""
+        record = dict(row)
+        if not isinstance(record.get("latency_counts"), str):
+            record["latency_counts"] = json.dumps(list(record["latency_counts"]))
+        with self.engine.begin() as conn:
+            self._upsert(conn, t.generation_runs, [record])
+
+    def generation_runs(self, *, since: datetime | None = None) -> list[dict[str, Any]]:
+        query = sa.select(t.generation_runs).order_by(t.generation_runs.c.finished_at, t.generation_runs.c.run_id)
+        if since is not None:
+            query = query.where(t.generation_runs.c.finished_at >= since)
+        with self.engine.connect() as conn:
+            out = []
+            for r in conn.execute(query):
+                record = dict(r._mapping)
+                record["latency_counts"] = json.loads(record["latency_counts"])
+                out.append(record)
+            return out
+
+    def generation_totals(self) -> list[dict[str, Any]]:
+        """Sums over every run, per (model, priority): the counters behind the Prometheus metrics."""
+        g = t.generation_runs
+        query = sa.select(
+            g.c.model_id,
+            g.c.priority,
+            sa.func.count().label("runs"),
+            sa.func.sum(g.c.generated).label("generated"),
+            sa.func.sum(g.c.cache_hits).label("cache_hits"),
+            sa.func.sum(g.c.cache_misses).label("cache_misses"),
+            sa.func.sum(g.c.cache_errors).label("cache_errors"),
+            sa.func.sum(g.c.already_stored).label("already_stored"),
+            sa.func.sum(g.c.gpu_seconds).label("gpu_seconds"),
+            sa.func.sum(g.c.cost_usd).label("cost_usd"),
+            sa.func.sum(g.c.latency_sum).label("latency_sum"),
+        ).group_by(g.c.model_id, g.c.priority)
+        with self.engine.connect() as conn:
+            totals = [dict(r._mapping) for r in conn.execute(query)]
+            # Histogram buckets are JSON lists: summed here, per model.
+            buckets: dict[str, list[int]] = {}
+            for model_id, counts in conn.execute(sa.select(g.c.model_id, g.c.latency_counts)):
+                counts = json.loads(counts)
+                acc = buckets.setdefault(model_id, [0] * len(counts))
+                for i, count in enumerate(counts[: len(acc)]):
+                    acc[i] += count
+        for row in totals:
+            row["latency_counts_by_model"] = buckets.get(row["model_id"], [])
+        return totals
+
+    def latest_generation_runs(self) -> list[dict[str, Any]]:
+        """The most recent run of each model that made or looked up images (for gauges)."""
+        g = t.generation_runs
+        latest = (
+            sa.select(g.c.model_id, sa.func.max(g.c.finished_at).label("finished_at"))
+            .where((g.c.generated > 0) | (g.c.cache_hits + g.c.cache_misses > 0))
+            .group_by(g.c.model_id)
+            .subquery()
+        )
+        query = sa.select(g).join(latest, (g.c.model_id == latest.c.model_id) & (g.c.finished_at == latest.c.finished_at))
+        with self.engine.connect() as conn:
+            rows: dict[str, dict[str, Any]] = {}
+            for r in conn.execute(query.order_by(g.c.run_id)):
+                rows[r.model_id] = dict(r._mapping)
+            return list(rows.values())
+
+    def verdict_counts(self, verdict: str = "BLOCK") -> dict[str, int]:
+        """Items per stage with this verdict (latest evaluation of each attempt)."""
+        query = (
+            sa.select(t.verdicts.c.stage, sa.func.count())
+            .where(t.verdicts.c.verdict == verdict)
+            .group_by(t.verdicts.c.stage)
+        )
+        with self.engine.connect() as conn:
+            return {stage: int(count) for stage, count in conn.execute(query)}
 
 
 def _sku_record(row: Mapping[str, Any], source: str, ingest_id: str) -> dict[str, Any]:

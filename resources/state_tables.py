@@ -168,3 +168,74 @@ sku_images = Table(
     Column("revision", Text, nullable=False),
     Column("published_at", DateTime, nullable=False),
 )
+
+
+# ---- webhooks (run-failure alerts, batch-completion callbacks): an outbox, and every attempt ----
+
+# One row per (event, target URL). The body is stored once and sent byte for byte on every attempt,
+# so its signature never changes and receivers can drop duplicates by delivery id.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("delivery_id", String(64), primary_key=True),  # sha256 of event id + URL
+    Column("event_id", String(255), nullable=False),
+    Column("event", String(32), nullable=False),  # run_failure | batch_completed
+    Column("url", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | delivered | failed | refused
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", DateTime, nullable=True),
+    Column("last_status", Integer, nullable=True),  # HTTP status of the last attempt
+    Column("last_error", Text, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    Index("ix_webhook_deliveries_event", "event_id"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("delivery_id", String(64), primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("at", DateTime, nullable=False),
+    Column("http_status", Integer, nullable=True),
+    Column("error", Text, nullable=False),
+    Column("seconds", Float, nullable=False),
+)
+
+# ---- retention: batch partitions deleted from Dagster (the batch, its items and receipts stay) ----
+
+retired_batches = Table(
+    "retired_batches",
+    metadata,
+    Column("batch_id", String(64), primary_key=True),
+    Column("retired_at", DateTime, nullable=False),
+    Column("batch_status", String(16), nullable=False),
+)
+
+# ---- metrics and cost: one row per product_images run (what it made, what it cost) ----
+
+generation_runs = Table(
+    "generation_runs",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("batch_id", String(64), nullable=False),
+    Column("model_id", Text, nullable=False),
+    Column("priority", String(16), nullable=False),
+    Column("device", String(32), nullable=False),
+    Column("finished_at", DateTime, nullable=False),
+    Column("items", Integer, nullable=False),
+    Column("generated", Integer, nullable=False),  # images the GPU made in this run
+    Column("cache_hits", Integer, nullable=False),
+    Column("cache_misses", Integer, nullable=False),
+    Column("cache_errors", Integer, nullable=False),
+    Column("already_stored", Integer, nullable=False),
+    Column("gpu_seconds", Float, nullable=False),  # this run's generation time
+    Column("gpu_hour_price_usd", Float, nullable=False),
+    Column("cost_usd", Float, nullable=False),  # this run's spend
+    Column("batch_cost_per_1000_images_usd", Float, nullable=False),  # the batch's, from all its receipts
+    Column("latency_counts", Text, nullable=False),  # JSON per-bucket counts of seconds per image
+    Column("latency_sum", Float, nullable=False),
+    Index("ix_generation_runs_finished", "finished_at"),
+)

@@ -36,6 +36,39 @@ class Settings:
     catalog_source: str  # ZIMAGE_CATALOG_SOURCE: default catalog for sku_catalog
     max_items_per_batch: int  # ZIMAGE_MAX_ITEMS_PER_BATCH: SKU x view items per batch
     gpu_pool: str  # ZIMAGE_GPU_POOL: Dagster concurrency pool claimed by the GPU asset
+    # ---- production backends (S3 store, Redis cache, metrics, cost) ----
+    s3_endpoint_url: str  # ZIMAGE_S3_ENDPOINT_URL: S3-compatible endpoint (R2, OSS, MinIO, SeaweedFS); '' = AWS
+    s3_region: str  # ZIMAGE_S3_REGION: region of the bucket ('' = boto3's default; R2 uses "auto")
+    s3_access_key_id: str  # ZIMAGE_S3_ACCESS_KEY_ID: access key ('' = boto3's credential chain)
+    s3_secret_access_key: str  # ZIMAGE_S3_SECRET_ACCESS_KEY: secret key (given to Dagster as EnvVar, never shown)
+    s3_addressing_style: str  # ZIMAGE_S3_ADDRESSING_STYLE: auto | path | virtual
+    s3_max_attempts: int  # ZIMAGE_S3_MAX_ATTEMPTS: tries per S3 request (throttling, 5xx, dropped connections)
+    presign_expiry_seconds: int  # ZIMAGE_PRESIGN_EXPIRY_SECONDS: lifetime of presigned URLs (no CDN base URL)
+    cache_ttl_seconds: int  # ZIMAGE_CACHE_TTL_SECONDS: how long a result cache entry lives
+    cache_key_prefix: str  # ZIMAGE_CACHE_KEY_PREFIX: Redis key prefix (one per environment sharing a Redis)
+    pushgateway_url: str  # ZIMAGE_PUSHGATEWAY_URL: Prometheus Pushgateway that runs push to ('' = none)
+    metrics_file: str  # ZIMAGE_METRICS_FILE: Prometheus text file rewritten after each run ('' = none)
+    gpu_hour_price_usd: float  # ZIMAGE_GPU_HOUR_PRICE_USD: price of one GPU-hour, for cost per batch
+    # ---- new SKUs, SLA, monthly refresh, alerts, retention ----
+    sla_hours: float  # ZIMAGE_SLA_HOURS: hours within which a new or changed SKU gets a published image
+    refresh_max_age_days: int  # ZIMAGE_REFRESH_MAX_AGE_DAYS: the monthly refresh redoes images older than this (0 = never for age)
+    seconds_per_image: float  # ZIMAGE_SECONDS_PER_IMAGE: GPU seconds per image for quotes until receipts measured it
+    refresh_budget_usd: float  # ZIMAGE_REFRESH_BUDGET_USD: the monthly refresh mints nothing if its quote costs more (0 = no cap)
+    alert_webhook_urls: tuple  # ZIMAGE_ALERT_WEBHOOK_URLS: comma-separated URLs that get run-failure alerts
+    callback_urls: tuple  # ZIMAGE_CALLBACK_URLS: comma-separated URLs that get batch-completion callbacks
+    webhook_secret: str  # ZIMAGE_WEBHOOK_SECRET: HMAC-SHA256 key that signs every webhook body (required with URLs)
+    webhook_allowed_hosts: tuple  # ZIMAGE_WEBHOOK_ALLOWED_HOSTS: hosts webhooks may reach ('' = the hosts of the URLs above)
+    webhook_allow_loopback: bool  # ZIMAGE_WEBHOOK_ALLOW_LOOPBACK: allow http:// to 127.0.0.1/localhost (tests only)
+    retention_days: int  # ZIMAGE_RETENTION_DAYS: batch partitions older than this may be deleted (history stays)
+    # ---- safety and quality gates ----
+    quality_mode: str  # ZIMAGE_QUALITY_MODE: auto | strict | smoke (auto: smoke for the tiny model, strict otherwise)
+    max_attempts: int  # ZIMAGE_MAX_ATTEMPTS: images made per item (new seed each) before it lands in REVIEW or BLOCK
+    view_profiles: str  # ZIMAGE_VIEW_PROFILES: VIEW=PROFILE,... compliance profile per view (default front=main, back/side=studio, ...)
+    max_block_share: float  # ZIMAGE_MAX_BLOCK_SHARE: share of BLOCK items above which a batch check fails with ERROR
+    prompt_max_chars: int  # ZIMAGE_PROMPT_MAX_CHARS: longer prompts are BLOCKed
+    safety_terms_dir: str  # ZIMAGE_SAFETY_TERMS_DIR: folder of extra term lists (*.txt) added to the built-in ones
+    nsfw_review_threshold: float  # ZIMAGE_NSFW_REVIEW: NSFW score from which an image goes to REVIEW
+    nsfw_block_threshold: float  # ZIMAGE_NSFW_BLOCK: NSFW score from which an image is BLOCKed
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -59,10 +92,24 @@ class Settings:
             catalog_source=env.get("ZIMAGE_CATALOG_SOURCE") or str(SAMPLE_CATALOG),
             max_items_per_batch=_positive_int(env, "ZIMAGE_MAX_ITEMS_PER_BATCH", 200),
             gpu_pool=env.get("ZIMAGE_GPU_POOL") or f"gpu-{_pool_suffix(model)}",
+            s3_endpoint_url=env.get("ZIMAGE_S3_ENDPOINT_URL") or "",
+            s3_region=env.get("ZIMAGE_S3_REGION") or "",
+            s3_access_key_id=env.get("ZIMAGE_S3_ACCESS_KEY_ID") or "",
+            s3_secret_access_key=env.get("ZIMAGE_S3_SECRET_ACCESS_KEY") or "",
+            s3_addressing_style=_choice(env, "ZIMAGE_S3_ADDRESSING_STYLE", ("auto", "path", "virtual")),
+            s3_max_attempts=_positive_int(env, "ZIMAGE_S3_MAX_ATTEMPTS", 5),
+            presign_expiry_seconds=_positive_int(env, "ZIMAGE_PRESIGN_EXPIRY_SECONDS", 7 * 24 * 3600),
+            cache_ttl_seconds=_positive_int(env, "ZIMAGE_CACHE_TTL_SECONDS", 90 * 24 * 3600),
+            cache_key_prefix=env.get("ZIMAGE_CACHE_KEY_PREFIX") or "zimage:result:",
+            pushgateway_url=env.get("ZIMAGE_PUSHGATEWAY_URL") or "",
+            metrics_file=env.get("ZIMAGE_METRICS_FILE", str(home / "metrics.prom")),
+            gpu_hour_price_usd=_non_negative_float(env, "ZIMAGE_GPU_HOUR_PRICE_USD", 2.5),
+            **_operations_settings(env),
+            **_quality_settings(env, model),
         )
 
     def describe(self) -> dict[str, str]:
-        return {f.name: str(getattr(self, f.name)) for f in fields(self)}
+        return {f.name: "***" if "secret" in f.name and getattr(self, f.name) else str(getattr(self, f.name)) for f in fields(self)}
 
 
 def _positive_int(env: dict[str, str], name: str, default: int) -> int:
@@ -82,3 +129,133 @@ def _pool_suffix(model: str) -> str:
     """One pool per model variant: presets keep their name, anything else a short slug."""
     slug = "".join(c if c.isalnum() else "-" for c in Path(model).name.lower()).strip("-")
     return slug[:40] or "model"
+
+
+# ---- production backends (S3 store, Redis cache, metrics, cost) ----
+
+
+def _choice(env: dict[str, str], name: str, allowed: tuple[str, ...]) -> str:
+    raw = env.get(name) or allowed[0]
+    if raw not in allowed:
+        raise ValueError(f"{name}={raw!r}: use one of {', '.join(allowed)}")
+    return raw
+
+
+def _non_negative_float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"{name}={raw!r} must be a finite number of at least 0")
+    return value
+
+
+def as_env_var(name: str, value: str):
+    """A secret for a Dagster resource: `EnvVar(name)` when it came from the process environment.
+
+    Dagster then resolves it at run time and its UI shows the variable's name, never the value.
+    A value that did not come from the environment (a settings dict in tests) is passed as is.
+    """
+    if not value:
+        return None
+    if os.environ.get(name) == value:
+        from dagster import EnvVar
+
+        return EnvVar(name)
+    return value
+
+
+# ---- new SKUs, SLA, monthly refresh, alerts, retention ----
+
+
+def _operations_settings(env: dict[str, str]) -> dict:
+    from zimage_assets.domain.webhooks import host_of, target_error
+
+    alert_urls = _url_list(env, "ZIMAGE_ALERT_WEBHOOK_URLS")
+    callback_urls = _url_list(env, "ZIMAGE_CALLBACK_URLS")
+    secret = env.get("ZIMAGE_WEBHOOK_SECRET") or ""
+    allow_loopback = _flag(env, "ZIMAGE_WEBHOOK_ALLOW_LOOPBACK")
+    allowed = tuple(h.strip().lower() for h in (env.get("ZIMAGE_WEBHOOK_ALLOWED_HOSTS") or "").split(",") if h.strip())
+    allowed = allowed or tuple(dict.fromkeys(host_of(u) for u in alert_urls + callback_urls))
+    if (alert_urls or callback_urls) and not secret:
+        raise ValueError("ZIMAGE_WEBHOOK_SECRET is required when ZIMAGE_ALERT_WEBHOOK_URLS or ZIMAGE_CALLBACK_URLS is set")
+    for name, urls in (("ZIMAGE_ALERT_WEBHOOK_URLS", alert_urls), ("ZIMAGE_CALLBACK_URLS", callback_urls)):
+        for url in urls:
+            error = target_error(url, allowed, allow_loopback)
+            if error:
+                raise ValueError(f"{name}: {error}")
+    sla_hours = _non_negative_float(env, "ZIMAGE_SLA_HOURS", 2.0)
+    seconds_per_image = _non_negative_float(env, "ZIMAGE_SECONDS_PER_IMAGE", 1.0)
+    for name, value in (("ZIMAGE_SLA_HOURS", sla_hours), ("ZIMAGE_SECONDS_PER_IMAGE", seconds_per_image)):
+        if value == 0:
+            raise ValueError(f"{name} must be more than 0")
+    return {
+        "sla_hours": sla_hours,
+        "refresh_max_age_days": _non_negative_int(env, "ZIMAGE_REFRESH_MAX_AGE_DAYS", 180),
+        "seconds_per_image": seconds_per_image,
+        "refresh_budget_usd": _non_negative_float(env, "ZIMAGE_REFRESH_BUDGET_USD", 0.0),
+        "alert_webhook_urls": alert_urls,
+        "callback_urls": callback_urls,
+        "webhook_secret": secret,
+        "webhook_allowed_hosts": allowed,
+        "webhook_allow_loopback": allow_loopback,
+        "retention_days": _positive_int(env, "ZIMAGE_RETENTION_DAYS", 90),
+    }
+
+
+def _url_list(env: dict[str, str], name: str) -> tuple:
+    return tuple(u.strip() for u in (env.get(name) or "").split(",") if u.strip())
+
+
+def _flag(env: dict[str, str], name: str) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"{name}={raw!r}: use true or false")
+
+
+def _non_negative_int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not an integer") from None
+    if value < 0:
+        raise ValueError(f"{name}={raw!r} must be at least 0")
+    return value
+
+
+# ---- safety and quality gates ----
+
+
+def _quality_settings(env: dict[str, str], model: str) -> dict:
+    mode = env.get("ZIMAGE_QUALITY_MODE") or "auto"
+    if mode not in ("auto", "strict", "smoke"):
+        raise ValueError(f"ZIMAGE_QUALITY_MODE={mode!r}: use auto, strict or smoke")
+    if mode == "auto":  # the tiny random-weight model makes noise: structural checks only
+        mode = "smoke" if model == "tiny" else "strict"
+    shares = {}
+    for name, default in (("ZIMAGE_MAX_BLOCK_SHARE", 0.5), ("ZIMAGE_NSFW_REVIEW", 0.6), ("ZIMAGE_NSFW_BLOCK", 0.85)):
+        shares[name] = _non_negative_float(env, name, default)
+        if shares[name] > 1:
+            raise ValueError(f"{name}={env.get(name)!r} must be between 0 and 1")
+    if shares["ZIMAGE_NSFW_REVIEW"] > shares["ZIMAGE_NSFW_BLOCK"]:
+        raise ValueError("ZIMAGE_NSFW_REVIEW must not be above ZIMAGE_NSFW_BLOCK")
+    return {
+        "quality_mode": mode,
+        "max_attempts": _positive_int(env, "ZIMAGE_MAX_ATTEMPTS", 3),
+        "view_profiles": env.get("ZIMAGE_VIEW_PROFILES") or "",
+        "max_block_share": shares["ZIMAGE_MAX_BLOCK_SHARE"],
+        "prompt_max_chars": _positive_int(env, "ZIMAGE_PROMPT_MAX_CHARS", 1000),
+        "safety_terms_dir": env.get("ZIMAGE_SAFETY_TERMS_DIR") or "",
+        "nsfw_review_threshold": shares["ZIMAGE_NSFW_REVIEW"],
+        "nsfw_block_threshold": shares["ZIMAGE_NSFW_BLOCK"],
+    }

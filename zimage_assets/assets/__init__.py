@@ -6,3 +6,8 @@ from zimage_assets.assets.prompts import product_prompts
 from zimage_assets.assets.publish import published_images
 
 ALL_ASSETS = [sku_catalog, product_prompts, product_images, published_images]
+
+# ---- new SKUs, SLA, monthly refresh, alerts, retention ----
+from zimage_assets.assets.reports import catalog_coverage, sla_report  # noqa: E402
+
+ALL_ASSETS += [catalog_coverage, sla_report]

@@ -16,7 +16,8 @@ from PIL import Image
 from pydantic import Field
 
 from resources.generator import GeneratorError, ZImageGenerator
-from resources.image_store import ImageStore
+from resources.image_store import ImageStore, StoreError
+from resources.metrics import MetricsRecorder
 from resources.result_cache import ResultCache
 from resources.state_db import StateDB, utcnow
 from zimage_assets.assets.prompts import product_prompts, require_batch
@@ -48,6 +49,7 @@ def product_images(
     image_store: ImageStore,
     result_cache: ResultCache,
     generator: ZImageGenerator,
+    metrics: MetricsRecorder,
 ) -> dg.MaterializeResult:
     """One stored PNG and one receipt per SKU x view of the batch."""
     batch_id = context.partition_key
@@ -55,6 +57,11 @@ def product_images(
     items = [i for i in state_db.batch_items(batch_id) if i["prompt"] is not None]
     if not items:
         raise dg.Failure(description=f"batch {batch_id} has no prompts: materialize product_prompts first", allow_retries=False)
+
+    try:  # wrong credentials or a missing bucket fail here, before any GPU work
+        image_store.check_writable()
+    except StoreError as exc:
+        raise dg.Failure(description=f"image store not writable: {exc}") from None
 
     model = generator.model_info()
     runtime = generator.runtime_info()
@@ -101,6 +108,8 @@ def product_images(
             generation_seconds += made.seconds
     except GeneratorError as exc:
         raise dg.Failure(description=f"{exc} ({run.generated} images of this batch were stored first)") from None
+    except StoreError as exc:
+        raise dg.Failure(description=f"{exc} ({run.generated} images of this batch were stored first; a re-run completes it)") from None
 
     state_db.set_batch_status(batch_id, "generated")
     generated = run.generated
@@ -108,6 +117,11 @@ def product_images(
     context.log.info(
         f"{batch_id}: {len(items)} items, {len(unique_specs)} distinct specs to make, {generated} generated, "
         f"{cache_hits} from cache, {len(resumed)} already stored"
+    )
+    cost = metrics.record_batch(  # GPU seconds and cost from the receipts; this run's row for Prometheus
+        context, state_db, batch_id=batch_id, model_id=model.model_id, device=runtime["device"], items=len(items),
+        generated=generated, cache_hits=cache_hits, already_stored=len(resumed), cache_stats=result_cache.stats(),
+        generation_seconds=generation_seconds,
     )
     return dg.MaterializeResult(
         metadata={
@@ -128,6 +142,7 @@ def product_images(
             "store": image_store.location(),
             "contact_sheet": dg.MetadataValue.md(preview_md),
             "contact_sheet_url": image_store.url(preview_key),
+            **cost,
         }
     )
 

@@ -1,0 +1,352 @@
+"""Prometheus metrics: computed from durable state, exposed by scrape and/or pushed.
+
+Every `zimage_*` metric is computed when it is collected, from the project's tables (one
+`generation_runs` row per product_images run, receipts, verdicts) and from Dagster's own run
+storage (the run queue, failed runs, concurrency pools). Nothing lives only in the memory of a
+run's process, so counters stay exact however many runs, processes and machines there are, and
+survive restarts. Each process builds its own `CollectorRegistry` (never the global default).
+
+Three ways out, all with the same content:
+- `zimage-metrics` (zimage_assets/metrics_server.py) serves /metrics for Prometheus to scrape;
+  live queue lengths need this one;
+- `MetricsRecorder.publish` after each product_images run: a Prometheus text file (the embedded
+  default, for node_exporter's textfile collector) and/or a push to a Pushgateway. Pushes replace
+  one group (`job`), so runs on many machines never add up twice.
+
+Names and labels:
+  zimage_requests_total{model,status,priority}   images asked for, by outcome (generated | cache_hit | already_stored)
+  zimage_errors_total{error_type}                run_failed (Dagster), cache_unavailable
+  zimage_inference_latency_seconds{model}        histogram of GPU seconds per generated image
+  zimage_images_per_second{model}                generation speed of the model's latest run
+  zimage_queue_length{priority}                  runs waiting in Dagster's run queue
+  zimage_queue_oldest_seconds{priority}          age of the oldest of them
+  zimage_runs_in_progress{priority}              runs starting or running
+  zimage_cache_hit_rate                          hits / lookups of the latest run that looked up
+  zimage_cache_lookups_total{result}             hit | miss | error
+  zimage_safety_blocks_total{stage}              items with a BLOCK verdict (prompt | image)
+  zimage_gpu_seconds_total{model}, zimage_cost_usd_total{model}
+  zimage_cost_per_1000_images_usd{model}         of the model's latest batch, from its receipts
+  zimage_gpu_pool_slots{pool}, zimage_gpu_pool_slots_in_use{pool}, zimage_gpu_pool_pending_steps{pool}
+  zimage_metrics_source_up{source}               1 when project_db / dagster could be read
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from dagster import ConfigurableResource, get_dagster_logger
+from prometheus_client import CollectorRegistry, generate_latest, push_to_gateway, write_to_textfile
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from pydantic import Field
+
+from zimage_assets.domain.cost import LATENCY_BUCKETS, batch_cost, cost_of, cumulative, generated_images, latency_counts
+
+PRIORITIES = ("high", "normal", "low")
+REQUEST_STATUSES = ("generated", "cache_hit", "already_stored")
+
+
+def priority_of(tags: dict[str, str]) -> str:
+    """high / normal / low from a run's tags (`zimage/priority`, else the `dagster/priority` number)."""
+    named = tags.get("zimage/priority")
+    if named in PRIORITIES:
+        return named
+    try:
+        value = int(tags.get("dagster/priority", "0"))
+    except ValueError:
+        return "normal"
+    return "high" if value > 0 else "low" if value < 0 else "normal"
+
+
+class ProjectCollector(Collector):
+    """Collects every zimage_* metric from the project's tables and a Dagster instance.
+
+    Results are kept `min_interval_seconds`, so frequent scrapes (or several Prometheus servers)
+    cost the databases one round of queries per interval.
+    """
+
+    def __init__(self, state_db, instance=None, min_interval_seconds: float = 5.0):
+        self.state_db = state_db
+        self.instance = instance
+        self.min_interval_seconds = min_interval_seconds
+        self._lock = threading.Lock()
+        self._cached: tuple[float, list[Metric]] | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            now = time.monotonic()
+            if self._cached is None or now - self._cached[0] >= self.min_interval_seconds:
+                self._cached = (now, list(self._compute()))
+            families = self._cached[1]
+        yield from families
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._cached = None
+
+    def _compute(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("zimage_metrics_source_up", "1 when the source could be read at the last collection", labels=["source"])
+        try:
+            families = list(self._from_tables())
+            up.add_metric(["project_db"], 1)
+        except Exception as exc:  # noqa: BLE001 - a database outage must not break the endpoint
+            get_dagster_logger().warning(f"metrics: project tables unreadable: {exc}")
+            families = []
+            up.add_metric(["project_db"], 0)
+        if self.instance is not None:
+            try:
+                dagster_families = list(self._from_dagster())
+                up.add_metric(["dagster"], 1)
+            except Exception as exc:  # noqa: BLE001
+                get_dagster_logger().warning(f"metrics: Dagster instance unreadable: {exc}")
+                dagster_families = []
+                up.add_metric(["dagster"], 0)
+        else:
+            dagster_families = []
+        yield from _merge(families + dagster_families)
+        yield up
+
+    # ---- from the project's tables ----
+
+    def _from_tables(self) -> Iterator[Metric]:
+        totals = self.state_db.generation_totals()
+        latest = self.state_db.latest_generation_runs()
+        blocks = self.state_db.verdict_counts("BLOCK")
+
+        requests = CounterMetricFamily("zimage_requests", "Images asked for, by outcome", labels=["model", "status", "priority"])
+        gpu = CounterMetricFamily("zimage_gpu_seconds", "GPU seconds spent generating", labels=["model"])
+        cost = CounterMetricFamily("zimage_cost_usd", "Cost of GPU time spent generating (USD)", labels=["model"])
+        lookups = CounterMetricFamily("zimage_cache_lookups", "Result cache lookups by result", labels=["result"])
+        errors = CounterMetricFamily("zimage_errors", "Errors by type", labels=["error_type"])
+        latency = HistogramMetricFamily("zimage_inference_latency_seconds", "GPU seconds per generated image", labels=["model"])
+
+        per_model: dict[str, dict[str, float]] = {}
+        cache = {"hit": 0, "miss": 0, "error": 0}
+        for row in totals:
+            for status, column in zip(REQUEST_STATUSES, ("generated", "cache_hits", "already_stored")):
+                requests.add_metric([row["model_id"], status, row["priority"]], float(row[column] or 0))
+            model = per_model.setdefault(row["model_id"], {"gpu": 0.0, "cost": 0.0, "latency_sum": 0.0})
+            model["gpu"] += float(row["gpu_seconds"] or 0)
+            model["cost"] += float(row["cost_usd"] or 0)
+            model["latency_sum"] += float(row["latency_sum"] or 0)
+            model["buckets"] = row["latency_counts_by_model"]
+            cache["hit"] += int(row["cache_hits"] or 0)
+            cache["miss"] += int(row["cache_misses"] or 0)
+            cache["error"] += int(row["cache_errors"] or 0)
+        for model_id, model in sorted(per_model.items()):
+            gpu.add_metric([model_id], model["gpu"])
+            cost.add_metric([model_id], model["cost"])
+            counts = list(model.get("buckets") or [0] * (len(LATENCY_BUCKETS) + 1))
+            counts += [0] * (len(LATENCY_BUCKETS) + 1 - len(counts))
+            running = cumulative(counts)
+            buckets = [(_le(bound), running[i]) for i, bound in enumerate(LATENCY_BUCKETS)] + [("+Inf", running[-1])]
+            latency.add_metric([model_id], buckets, model["latency_sum"])
+        for result, count in cache.items():
+            lookups.add_metric([result], count)
+        errors.add_metric(["cache_unavailable"], cache["error"])
+
+        speed = GaugeMetricFamily("zimage_images_per_second", "Generation speed of the model's latest run", labels=["model"])
+        per_1000 = GaugeMetricFamily(
+            "zimage_cost_per_1000_images_usd", "Cost per 1000 delivered images of the model's latest batch (USD)", labels=["model"]
+        )
+        hit_rate = GaugeMetricFamily("zimage_cache_hit_rate", "Result cache hit rate of the latest run that looked up")
+        latest_lookup = None
+        for row in sorted(latest, key=lambda r: r["model_id"]):
+            if row["generated"] and row["gpu_seconds"]:
+                speed.add_metric([row["model_id"]], row["generated"] / row["gpu_seconds"])
+            per_1000.add_metric([row["model_id"]], float(row["batch_cost_per_1000_images_usd"] or 0))
+            if row["cache_hits"] + row["cache_misses"] and (latest_lookup is None or row["finished_at"] > latest_lookup["finished_at"]):
+                latest_lookup = row
+        hit_rate.add_metric(
+            [], latest_lookup["cache_hits"] / (latest_lookup["cache_hits"] + latest_lookup["cache_misses"]) if latest_lookup else 0.0
+        )
+
+        safety = CounterMetricFamily("zimage_safety_blocks", "Items with a BLOCK verdict, by stage", labels=["stage"])
+        for stage in sorted(set(blocks) | {"prompt", "image"}):
+            safety.add_metric([stage], blocks.get(stage, 0))
+
+        yield from (requests, errors, latency, speed, hit_rate, lookups, safety, gpu, cost, per_1000)
+
+    # ---- from Dagster ----
+
+    def _from_dagster(self) -> Iterator[Metric]:
+        from dagster import DagsterRunStatus, RunsFilter
+
+        now = time.time()
+        queue = {p: 0 for p in PRIORITIES}
+        oldest = {p: 0.0 for p in PRIORITIES}
+        for record in self.instance.get_run_records(filters=RunsFilter(statuses=[DagsterRunStatus.QUEUED])):
+            priority = priority_of(record.dagster_run.tags)
+            queue[priority] += 1
+            created = record.create_timestamp.timestamp()
+            oldest[priority] = max(oldest[priority], now - created)
+        running = {p: 0 for p in PRIORITIES}
+        active = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.NOT_STARTED]
+        for run in self.instance.get_runs(filters=RunsFilter(statuses=active)):
+            running[priority_of(run.tags)] += 1
+        failed = self.instance.get_runs_count(filters=RunsFilter(statuses=[DagsterRunStatus.FAILURE]))
+
+        length = GaugeMetricFamily("zimage_queue_length", "Runs waiting in Dagster's run queue", labels=["priority"])
+        age = GaugeMetricFamily("zimage_queue_oldest_seconds", "Age of the oldest queued run", labels=["priority"])
+        progress = GaugeMetricFamily("zimage_runs_in_progress", "Runs starting or running", labels=["priority"])
+        for priority in PRIORITIES:
+            length.add_metric([priority], queue[priority])
+            age.add_metric([priority], round(oldest[priority], 3))
+            progress.add_metric([priority], running[priority])
+        errors = CounterMetricFamily("zimage_errors", "Errors by type", labels=["error_type"])
+        errors.add_metric(["run_failed"], failed)
+
+        slots = GaugeMetricFamily("zimage_gpu_pool_slots", "Slots of a Dagster concurrency pool (GPUs)", labels=["pool"])
+        in_use = GaugeMetricFamily("zimage_gpu_pool_slots_in_use", "Claimed slots of the pool", labels=["pool"])
+        pending = GaugeMetricFamily("zimage_gpu_pool_pending_steps", "Steps waiting for a slot of the pool", labels=["pool"])
+        storage = self.instance.event_log_storage
+        for pool in sorted(storage.get_concurrency_keys()):
+            info = storage.get_concurrency_info(pool)
+            slots.add_metric([pool], info.slot_count if info.slot_count else (info.limit or 0))
+            in_use.add_metric([pool], info.active_slot_count)
+            pending.add_metric([pool], info.pending_step_count)
+        yield from (length, age, progress, errors, slots, in_use, pending)
+
+
+def _merge(families: list[Metric]) -> list[Metric]:
+    """One family per name (errors come from both sources)."""
+    merged: dict[str, Metric] = {}
+    for family in families:
+        if family.name in merged:
+            merged[family.name].samples.extend(family.samples)
+        else:
+            merged[family.name] = family
+    return list(merged.values())
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound))
+
+
+def build_registry(state_db, instance=None, min_interval_seconds: float = 5.0) -> tuple[CollectorRegistry, ProjectCollector]:
+    """A new registry holding the project collector (one per process: the server keeps its own)."""
+    registry = CollectorRegistry(auto_describe=False)
+    collector = ProjectCollector(state_db, instance, min_interval_seconds)
+    registry.register(collector)
+    return registry, collector
+
+
+def exposition(state_db, instance=None) -> bytes:
+    """The Prometheus text exposition of every metric, computed now."""
+    registry, _ = build_registry(state_db, instance, min_interval_seconds=0)
+    return generate_latest(registry)
+
+
+class MetricsRecorder(ConfigurableResource):
+    """Records each product_images run (what it made, what it cost) and publishes the metrics."""
+
+    gpu_hour_price_usd: float = Field(default=2.5, ge=0, description="Price of one GPU-hour (USD)")
+    textfile_path: str = Field(default="", description="Prometheus text file rewritten after each run ('' = none)")
+    pushgateway_url: str = Field(default="", description="Pushgateway that runs push to ('' = none)")
+    push_job: str = Field(default="zimage", description="Pushgateway job (one group: pushes replace each other)")
+    push_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    def record_batch(
+        self,
+        context,
+        state_db,
+        *,
+        batch_id: str,
+        model_id: str,
+        device: str,
+        items: int,
+        generated: int,
+        cache_hits: int,
+        already_stored: int,
+        cache_stats: dict[str, Any],
+        generation_seconds: float,
+    ) -> dict[str, Any]:
+        """Save this run's row, publish the metrics, and return the cost figures as metadata."""
+        receipts = state_db.receipts(batch_id, latest_only=False)
+        cost = batch_cost(receipts, self.gpu_hour_price_usd)
+        latencies = list(_this_runs_images(context, receipts).values())
+        run_cost = cost_of(generation_seconds, self.gpu_hour_price_usd)
+        lookups = cache_stats.get("hits", 0) + cache_stats.get("misses", 0)
+        if generated or lookups or cache_stats.get("errors", 0):
+            # A run that only found everything already stored did nothing: it leaves no row, so
+            # re-running a finished batch changes no table.
+            self._save_run(
+                context, state_db, batch_id=batch_id, model_id=model_id, device=device, items=items, generated=generated,
+                cache_hits=cache_hits, cache_stats=cache_stats, already_stored=already_stored, generation_seconds=generation_seconds,
+                run_cost=run_cost, cost=cost, latencies=latencies,
+            )
+        self.publish(state_db, context.instance)
+        return {
+            "gpu_seconds": cost.gpu_seconds,
+            "gpu_hour_price_usd": self.gpu_hour_price_usd,
+            "cost_usd": cost.cost_usd,
+            "cost_per_1000_images_usd": cost.cost_per_1000_images_usd,
+            "run_gpu_seconds": round(generation_seconds, 4),
+            "run_cost_usd": run_cost,
+            "cache_lookups": lookups,
+            "cache_errors": int(cache_stats.get("errors", 0)),
+        }
+
+    def _save_run(
+        self, context, state_db, *, batch_id, model_id, device, items, generated, cache_hits, cache_stats, already_stored,
+        generation_seconds, run_cost, cost, latencies,
+    ) -> None:
+        batch = state_db.batch(batch_id) or {}
+        state_db.save_generation_run(
+            {
+                "run_id": context.run_id,
+                "batch_id": batch_id,
+                "model_id": model_id,
+                "priority": batch.get("priority") or priority_of(context.run.tags),
+                "device": device,
+                "finished_at": datetime.now(timezone.utc).replace(tzinfo=None),
+                "items": items,
+                "generated": generated,
+                # A hit is an image served from the cache (its entry found and the image still stored).
+                "cache_hits": cache_hits,
+                "cache_misses": max(0, int(cache_stats.get("hits", 0) + cache_stats.get("misses", 0)) - cache_hits),
+                "cache_errors": int(cache_stats.get("errors", 0)),
+                "already_stored": already_stored,
+                "gpu_seconds": round(generation_seconds, 4),
+                "gpu_hour_price_usd": self.gpu_hour_price_usd,
+                "cost_usd": run_cost,
+                "batch_cost_per_1000_images_usd": cost.cost_per_1000_images_usd,
+                "latency_counts": latency_counts(latencies),
+                "latency_sum": round(sum(latencies), 4),
+            }
+        )
+
+    def publish(self, state_db, instance=None) -> list[str]:
+        """Write the text file and/or push; a failure is a warning, never a failed run."""
+        if not (self.textfile_path or self.pushgateway_url):
+            return []
+        registry, _ = build_registry(state_db, instance, min_interval_seconds=0)
+        done = []
+        if self.textfile_path:
+            try:
+                Path(self.textfile_path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                write_to_textfile(str(Path(self.textfile_path).expanduser()), registry)
+                done.append(self.textfile_path)
+            except OSError as exc:
+                get_dagster_logger().warning(f"metrics file {self.textfile_path} not written: {exc}")
+        if self.pushgateway_url:
+            try:
+                push_to_gateway(self.pushgateway_url, job=self.push_job, registry=registry, timeout=self.push_timeout_seconds)
+                done.append(self.pushgateway_url)
+            except Exception as exc:  # noqa: BLE001 - the Pushgateway being down must not fail a run
+                get_dagster_logger().warning(f"metrics not pushed to {self.pushgateway_url}: {exc}")
+        return done
+
+
+def _this_runs_images(context, receipts: list[dict[str, Any]]) -> dict[tuple[str, int], float]:
+    """Seconds per image the GPU made in this run: generated receipts written since the run started."""
+    record = context.instance.get_run_record_by_id(context.run_id)
+    start = record.start_time if record is not None else None
+    if start is None:
+        return generated_images(receipts)
+    started = datetime.fromtimestamp(start, timezone.utc).replace(tzinfo=None)
+    return generated_images(r for r in receipts if r["created_at"] >= started)

@@ -1,0 +1,25 @@
+"""The monthly refresh, on the 1st at 02:00 UTC: a quote (run metadata), then low-priority refresh batches.
+
+One run per month (run key = the month). A person can also launch `monthly_refresh` from the
+Launchpad with `dry_run: true` for a quote only, a `limit`, or a `budget`; or backfill chosen
+batch partitions of `generate_batch` from the asset graph.
+"""
+
+
+import dagster as dg
+
+from jobs.refresh import monthly_refresh
+
+REFRESH_CRON = "0 2 1 * *"
+
+
+@dg.schedule(
+    job=monthly_refresh,
+    cron_schedule=REFRESH_CRON,
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Quote, then mint refresh batches of what is due (changed content, new template or model, too old)",
+)
+def monthly_refresh_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    month = context.scheduled_execution_time.strftime("%Y-%m")
+    return dg.RunRequest(run_key=f"monthly-refresh-{month}", tags={"zimage/refresh_month": month})

@@ -1,0 +1,86 @@
+"""PostgreSQL for real: Dagster's storage through deploy/dagster.postgres.yaml (dagster-postgres)
+and the project's tables through ZIMAGE_DB_URL, on the shared server, in a database of our own."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import dagster as dg
+import sqlalchemy as sa
+import yaml
+
+from resources.state_db import sqlalchemy_url
+
+from conftest import REPO, Project, metadata_of
+from servers import dagster_pg_env, shared_postgres_database  # noqa: F401 - fixture
+
+HOODIES = ["MH01-XS-Black", "MH01-S-Black", "MH01-XS-Gray"]
+DEPLOY_CONFIG = REPO / "deploy" / "dagster.postgres.yaml"
+
+
+@contextmanager
+def postgres_instance(url: str, monkeypatch):
+    """A Dagster instance configured by the shipped production file, its URL from the environment."""
+    for name, value in dagster_pg_env(url).items():
+        monkeypatch.setenv(name, value)
+    config = yaml.safe_load(DEPLOY_CONFIG.read_text())
+    with dg.instance_for_test(overrides=config) as instance:
+        yield instance
+
+
+def postgres_project(url: str, monkeypatch, instance) -> Project:
+    from resources import build_resources
+    from zimage_assets.settings import Settings
+
+    monkeypatch.setenv("ZIMAGE_DB_URL", url)
+    return Project(build_resources(Settings.from_env()), instance)
+
+
+def test_the_production_instance_file_puts_every_dagster_storage_on_postgres(project_env, monkeypatch, shared_postgres_database):
+    with postgres_instance(shared_postgres_database, monkeypatch) as instance:
+        for storage in (instance.run_storage, instance.event_log_storage, instance.schedule_storage):
+            assert type(storage).__module__.startswith("dagster_postgres"), type(storage)
+        assert instance.run_coordinator.__class__.__name__ == "QueuedRunCoordinator"
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
+
+
+def test_a_batch_runs_end_to_end_with_everything_on_postgres(project_env, monkeypatch, shared_postgres_database):
+    url = shared_postgres_database
+    with postgres_instance(url, monkeypatch) as instance:
+        project = postgres_project(url, monkeypatch, instance)
+        assert project.state_db.engine.dialect.name == "postgresql"
+        project.ingest()
+        (batch_id,) = project.mint(skus=HOODIES)
+        result = project.generate(batch_id)
+
+        images = metadata_of(result, "product_images")
+        assert (images["items"], images["generated"]) == (12, 8)
+        assert len(project.state_db.receipts(batch_id)) == 12
+        assert len(project.state_db.current_images(HOODIES)) == 12
+
+        # The run, its events and the batch partition are in PostgreSQL, beside the project's tables.
+        assert instance.get_run_by_id(result.run_id).is_success
+        assert batch_id in instance.get_dynamic_partitions("batches")
+        engine = sa.create_engine(sqlalchemy_url(url))
+        try:
+            with engine.connect() as conn:
+                tables = set(sa.inspect(conn).get_table_names())
+                assert {"runs", "event_logs", "dynamic_partitions"} <= tables  # Dagster's
+                assert {"skus", "batches", "image_receipts", "sku_images", "generation_runs"} <= tables  # ours
+                stored = conn.execute(sa.text("SELECT count(*) FROM event_logs WHERE run_id = :r"), {"r": result.run_id}).scalar()
+                assert stored > 10
+        finally:
+            engine.dispose()
+
+        # Re-running is idempotent on PostgreSQL too (the upserts are dialect-specific).
+        counts = project.state_db.table_counts()
+        again = metadata_of(project.generate(batch_id), "product_images")
+        assert (again["generated"], again["already_stored"]) == (0, 12)
+        assert project.state_db.table_counts() == counts
+
+        # The metrics read both from PostgreSQL.
+        from resources.metrics import exposition
+
+        text = exposition(project.state_db, instance).decode()
+        assert 'zimage_requests_total{model="tiny-random-zimage",priority="normal",status="generated"} 8.0' in text
+        assert 'zimage_metrics_source_up{source="dagster"} 1.0' in text
