@@ -10,3 +10,8 @@ from jobs.reports import sla_watch_job  # noqa: E402
 from jobs.retention import retention_job  # noqa: E402
 
 ALL_JOBS += [monthly_refresh, sla_watch_job, retention_job]
+
+# ---- safety and quality gates: review decisions ----
+from jobs.review_jobs import apply_review_decisions_job  # noqa: E402
+
+ALL_JOBS += [apply_review_decisions_job]

@@ -106,19 +106,6 @@ def _operations_resources(settings: Settings) -> dict:
 
 def _quality_resources(settings: Settings) -> dict:
     """The gates' policy and the NSFW classifier (loaded on first use)."""
-    from resources.image_safety import ImageSafety
-    from resources.quality_gates import QualityGates
+    from resources.quality_gates import quality_gates_from_settings
 
-    return {
-        "quality_gates": QualityGates(
-            quality_mode=settings.quality_mode,
-            view_profiles=settings.view_profiles,
-            max_attempts=settings.max_attempts,
-            max_block_share=settings.max_block_share,
-            prompt_max_chars=settings.prompt_max_chars,
-            safety_terms_dir=settings.safety_terms_dir,
-            image_safety=ImageSafety(
-                review_threshold=settings.nsfw_review_threshold, block_threshold=settings.nsfw_block_threshold
-            ),
-        ),
-    }
+    return {"quality_gates": quality_gates_from_settings(settings)}

@@ -22,6 +22,7 @@ class CatalogFile:
     identity: str  # changes whenever the file's content may have: size + mtime, or the ETag
     modified: float  # POSIX seconds of the last modification
     size: int
+    atomic: bool = False  # appears complete (an S3 object); a local file may still be being written
 
 
 def is_catalog_name(name: str) -> bool:
@@ -61,7 +62,7 @@ def _list_s3(location: str) -> list[CatalogFile]:
     except (StoreError, ValueError) as exc:
         raise CatalogSourceError(f"cannot list watched catalog location {location!r}: {exc}") from None
     return [
-        CatalogFile(uri=o["uri"], identity=o["etag"] or f"{o['size']}-{o['last_modified'].timestamp()}", modified=o["last_modified"].timestamp(), size=o["size"])
+        CatalogFile(uri=o["uri"], identity=o["etag"] or f"{o['size']}-{o['last_modified'].timestamp()}", modified=o["last_modified"].timestamp(), size=o["size"], atomic=True)
         for o in objects
         if is_catalog_name(o["key"].rsplit("/", 1)[-1])
     ]

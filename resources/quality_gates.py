@@ -118,3 +118,16 @@ def _png(rgb: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def quality_gates_from_settings(settings) -> "QualityGates":
+    """The gates as configured by ZIMAGE_* variables (see zimage_assets/settings.py)."""
+    return QualityGates(
+        quality_mode=settings.quality_mode,
+        view_profiles=settings.view_profiles,
+        max_attempts=settings.max_attempts,
+        max_block_share=settings.max_block_share,
+        prompt_max_chars=settings.prompt_max_chars,
+        safety_terms_dir=settings.safety_terms_dir,
+        image_safety=ImageSafety(review_threshold=settings.nsfw_review_threshold, block_threshold=settings.nsfw_block_threshold),
+    )

@@ -148,6 +148,9 @@ class S3ImageStore(ImageStore):
         try:
             self._client().head_bucket(Bucket=self.bucket)
         except botocore.exceptions.ClientError as exc:
+            # A HEAD response has no body, so no error code: a listing says what is wrong
+            # (SignatureDoesNotMatch, InvalidAccessKeyId, AccessDenied, NoSuchBucket).
+            exc = self._detailed(exc)
             if _code(exc) in _MISSING_KEY_CODES | _MISSING_BUCKET_CODES:
                 raise StoreError(
                     f"bucket {self.bucket!r} does not exist at {self.endpoint()}: create it, or fix ZIMAGE_STORAGE_URL"
@@ -159,6 +162,15 @@ class S3ImageStore(ImageStore):
         self.delete("health/write-probe")
 
     # ---- plumbing ----
+
+    def _detailed(self, exc: botocore.exceptions.ClientError) -> botocore.exceptions.ClientError:
+        try:
+            self._client().list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
+        except botocore.exceptions.ClientError as detailed:
+            return detailed
+        except botocore.exceptions.BotoCoreError:
+            pass
+        return exc
 
     def _key(self, key: str) -> str:
         validate_key(key)

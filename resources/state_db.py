@@ -557,18 +557,27 @@ class StateDB(ConfigurableResource):
             return [dict(r._mapping) for r in conn.execute(query)]
 
     def receipt_stats(self, since: datetime) -> dict[str, Any]:
-        """Images receipted since `since`: how many, how many from the cache, GPU seconds spent."""
+        """Images receipted since `since`: how many, how many from the cache, GPU seconds spent.
+
+        Items of a batch that share a spec share one generated image: its seconds count once.
+        """
         r = t.image_receipts
+        generated = (
+            sa.select(sa.func.max(r.c.seconds).label("seconds"))
+            .where(r.c.created_at >= since, r.c.cache_hit.is_(False))
+            .group_by(r.c.batch_id, r.c.spec_hash)
+            .subquery()
+        )
         with self.engine.connect() as conn:
-            images, cached, seconds, first, last = conn.execute(
+            images, cached, first, last = conn.execute(
                 sa.select(
                     sa.func.count(),
                     sa.func.coalesce(sa.func.sum(sa.case((r.c.cache_hit, 1), else_=0)), 0),
-                    sa.func.coalesce(sa.func.sum(r.c.seconds), 0.0),
                     sa.func.min(r.c.created_at),
                     sa.func.max(r.c.created_at),
                 ).where(r.c.created_at >= since)
             ).one()
+            seconds = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(generated.c.seconds), 0.0))).scalar_one()
         return {"images": int(images), "cache_hits": int(cached), "gpu_seconds": float(seconds), "first": first, "last": last}
 
     def measured_seconds_per_image(self, model_id: str, revision: str, limit: int = 2000) -> tuple[float | None, int]:
@@ -793,6 +802,174 @@ class StateDB(ConfigurableResource):
         )
         with self.engine.connect() as conn:
             return {stage: int(count) for stage, count in conn.execute(query)}
+
+
+    # ---- safety and quality gates: fixes, final verdicts, review ----
+
+    def save_fixes(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        with self.engine.begin() as conn:
+            self._upsert(conn, t.image_fixes, [{**r, "fixes": json.dumps(list(r["fixes"]))} for r in rows])
+
+    def fixes(self, batch_id_: str) -> dict[tuple[str, str, int], dict[str, Any]]:
+        """(sku, view, attempt) -> the fixed image of that attempt."""
+        with self.engine.connect() as conn:
+            out = {}
+            for r in conn.execute(sa.select(t.image_fixes).where(t.image_fixes.c.batch_id == batch_id_)):
+                row = dict(r._mapping)
+                row["fixes"] = json.loads(row["fixes"])
+                out[(row["sku"], row["view"], row["attempt"])] = row
+            return out
+
+    def final_verdicts(self, batch_id_: str) -> list[dict[str, Any]]:
+        """One row per item of the batch: its last image verdict (or its prompt BLOCK), with the
+        latest review decision on that attempt applied.
+
+        Keys: sku, view, attempt, verdict (effective), gate_verdict, reasons, scores, decision,
+        stage (prompt when no image was made).
+        """
+        rows = self.verdicts(batch_id_)
+        decisions: dict[tuple[str, str, int], dict[str, Any]] = {}
+        for d in self.review_decisions(batch_id=batch_id_):  # oldest first: the latest wins
+            decisions[(d["sku"], d["view"], d["attempt"])] = d
+        items: dict[tuple[str, str], dict[str, Any]] = {}
+        for row in rows:  # ordered by attempt: the last image verdict wins
+            key = (row["sku"], row["view"])
+            if row["stage"] == "prompt":
+                if row["verdict"] == "BLOCK" and key not in items:
+                    items[key] = {**row, "gate_verdict": row["verdict"], "decision": None}
+                continue
+            items[key] = {**row, "gate_verdict": row["verdict"], "decision": None}
+        for key, item in items.items():
+            if item["stage"] != "image":
+                continue
+            decision = decisions.get((key[0], key[1], item["attempt"]))
+            if decision is not None:
+                item["decision"] = decision["decision"]
+                item["verdict"] = "PASS" if decision["decision"] == "approve" else "BLOCK"
+        return [items[k] for k in sorted(items)]
+
+    def save_review_decisions(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Append decisions; a decision already recorded (same id) is left as it was. Returns how many were new."""
+        if not rows:
+            return 0
+        with self.engine.begin() as conn:
+            known = set(
+                conn.execute(
+                    sa.select(t.review_decisions.c.decision_id).where(t.review_decisions.c.decision_id.in_([r["decision_id"] for r in rows]))
+                ).scalars()
+            )
+            fresh = [dict(r, previous_reasons=json.dumps(list(r["previous_reasons"]))) for r in rows if r["decision_id"] not in known]
+            if fresh:
+                conn.execute(t.review_decisions.insert(), fresh)
+        return len(fresh)
+
+    def review_decisions(self, *, batch_id: str | None = None, sku: str | None = None, view: str | None = None) -> list[dict[str, Any]]:
+        query = sa.select(t.review_decisions)
+        if batch_id is not None:
+            query = query.where(t.review_decisions.c.batch_id == batch_id)
+        if sku is not None:
+            query = query.where(t.review_decisions.c.sku == sku)
+        if view is not None:
+            query = query.where(t.review_decisions.c.view == view)
+        with self.engine.connect() as conn:
+            out = []
+            for r in conn.execute(query.order_by(t.review_decisions.c.decided_at, t.review_decisions.c.decision_id)):
+                row = dict(r._mapping)
+                row["previous_reasons"] = json.loads(row["previous_reasons"])
+                out.append(row)
+            return out
+
+    def review_queue(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Items waiting for a person: the final verdict of their latest batch is REVIEW, undecided.
+
+        Newest batches first. Each row: batch_id, sku, view, attempt, reasons, scores, storage_key
+        (the image to look at: the fixed one when a fix was applied), batch_created_at.
+        """
+        v, b = t.verdicts, t.batches
+        latest_batch = (
+            sa.select(v.c.sku, v.c.view, sa.func.max(b.c.created_at).label("created_at"))
+            .join(b, b.c.batch_id == v.c.batch_id)
+            .where(v.c.stage == "image")
+            .group_by(v.c.sku, v.c.view)
+            .subquery()
+        )
+        query = (
+            sa.select(v.c.batch_id, v.c.sku, v.c.view, v.c.attempt, v.c.verdict, v.c.reasons, v.c.scores, b.c.created_at)
+            .join(b, b.c.batch_id == v.c.batch_id)
+            .join(latest_batch, (latest_batch.c.sku == v.c.sku) & (latest_batch.c.view == v.c.view) & (latest_batch.c.created_at == b.c.created_at))
+            .where(v.c.stage == "image")
+            .order_by(b.c.created_at.desc(), v.c.batch_id, v.c.sku, v.c.view, v.c.attempt)
+        )
+        with self.engine.connect() as conn:
+            last: dict[tuple[str, str, str], dict[str, Any]] = {}
+            for r in conn.execute(query):
+                last[(r.batch_id, r.sku, r.view)] = dict(r._mapping)  # highest attempt wins
+            decided = {
+                (r.batch_id, r.sku, r.view, r.attempt)
+                for r in conn.execute(sa.select(t.review_decisions.c.batch_id, t.review_decisions.c.sku, t.review_decisions.c.view, t.review_decisions.c.attempt))
+            }
+            out = []
+            for (batch_id_, sku, view), row in last.items():
+                if row["verdict"] != "REVIEW" or (batch_id_, sku, view, row["attempt"]) in decided:
+                    continue
+                receipt = conn.execute(
+                    sa.select(t.image_receipts.c.storage_key).where(
+                        (t.image_receipts.c.batch_id == batch_id_) & (t.image_receipts.c.sku == sku)
+                        & (t.image_receipts.c.view == view) & (t.image_receipts.c.attempt == row["attempt"])
+                    )
+                ).scalar()
+                fixed = conn.execute(
+                    sa.select(t.image_fixes.c.storage_key).where(
+                        (t.image_fixes.c.batch_id == batch_id_) & (t.image_fixes.c.sku == sku)
+                        & (t.image_fixes.c.view == view) & (t.image_fixes.c.attempt == row["attempt"])
+                    )
+                ).scalar()
+                out.append(
+                    {
+                        "batch_id": batch_id_,
+                        "sku": sku,
+                        "view": view,
+                        "attempt": row["attempt"],
+                        "reasons": json.loads(row["reasons"]),
+                        "scores": json.loads(row["scores"]),
+                        "storage_key": fixed or receipt,
+                        "batch_created_at": row["created_at"],
+                    }
+                )
+                if limit and len(out) >= limit:
+                    break
+            return out
+
+    def latest_image_batch(self, sku: str, view: str) -> str | None:
+        """The newest batch that made an image of this SKU x view (None when none did)."""
+        query = (
+            sa.select(t.verdicts.c.batch_id)
+            .join(t.batches, t.batches.c.batch_id == t.verdicts.c.batch_id)
+            .where((t.verdicts.c.sku == sku) & (t.verdicts.c.view == view) & (t.verdicts.c.stage == "image"))
+            .order_by(t.batches.c.created_at.desc(), t.batches.c.batch_id.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar()
+
+    def regeneration_start_attempts(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """(sku, view) -> first attempt number for a new image: one past the last attempt a
+        reviewer sent back with `regenerate` (0 when none), so a regeneration gets new seeds."""
+        keys = list(dict.fromkeys(keys))
+        skus = list({sku for sku, _ in keys})
+        out = {key: 0 for key in keys}
+        with self.engine.connect() as conn:
+            for start in range(0, len(skus), 900):
+                query = (
+                    sa.select(t.review_decisions.c.sku, t.review_decisions.c.view, sa.func.max(t.review_decisions.c.attempt))
+                    .where(t.review_decisions.c.decision == "regenerate")
+                    .where(t.review_decisions.c.sku.in_(skus[start : start + 900]))
+                    .group_by(t.review_decisions.c.sku, t.review_decisions.c.view)
+                )
+                for sku, view, attempt in conn.execute(query):
+                    if (sku, view) in out:
+                        out[(sku, view)] = int(attempt) + 1
+        return out
 
 
 def _sku_record(row: Mapping[str, Any], source: str, ingest_id: str) -> dict[str, Any]:

@@ -239,3 +239,45 @@ generation_runs = Table(
     Column("latency_sum", Float, nullable=False),
     Index("ix_generation_runs_finished", "finished_at"),
 )
+
+# ---- safety and quality gates: fixed images and review decisions ----
+
+# An image changed by a compliance fix (background whitened, padded, cropped): the receipt keeps
+# the generated image (reproducible from its spec), this row the one that is published.
+image_fixes = Table(
+    "image_fixes",
+    metadata,
+    Column("batch_id", String(64), primary_key=True),
+    Column("sku", String(SKU_LEN), primary_key=True),
+    Column("view", String(64), primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("fixes", Text, nullable=False),  # JSON list, e.g. ["whitened_background", "padded_to_square"]
+    Column("source_key", Text, nullable=False),  # the generated image
+    Column("storage_key", Text, nullable=False),  # the fixed image
+    Column("sha256", String(64), nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)
+
+# Every review decision ever applied, never updated: the audit trail. The id hashes the decision's
+# content, so applying the same file twice adds nothing.
+review_decisions = Table(
+    "review_decisions",
+    metadata,
+    Column("decision_id", String(64), primary_key=True),
+    Column("batch_id", String(64), nullable=False),
+    Column("sku", String(SKU_LEN), nullable=False),
+    Column("view", String(64), nullable=False),
+    Column("attempt", Integer, nullable=False),  # the image attempt that was reviewed
+    Column("decision", String(16), nullable=False),  # approve | reject | regenerate
+    Column("reviewer", Text, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("previous_verdict", String(8), nullable=False),
+    Column("previous_reasons", Text, nullable=False),  # JSON list
+    Column("source", Text, nullable=False),  # file and row the decision came from
+    Column("outcome", Text, nullable=False),  # published | blocked | regenerating in BATCH
+    Column("decided_at", DateTime, nullable=False),
+    Index("ix_review_decisions_item", "sku", "view"),
+    Index("ix_review_decisions_batch", "batch_id"),
+)

@@ -53,7 +53,7 @@ def catalog_drop_sensor(context: dg.SensorEvaluationContext, catalog_source: Cat
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     now = time.time()
     fresh = [f for f in files if seen.get(f.uri) != f.identity]
-    settled = [f for f in fresh if now - f.modified >= SETTLE_SECONDS]
+    settled = [f for f in fresh if f.atomic or now - f.modified >= SETTLE_SECONDS]
     chosen = settled[:MAX_FILES_PER_TICK]
     # Forget files that are gone; remember only what this tick actually requested.
     present = {f.uri for f in files}

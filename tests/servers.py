@@ -581,7 +581,10 @@ def counting_project(instance, calls_file: Path, **generator_fields):
             for made, image in enumerate(super().generate(specs), start=1):
                 yield image
                 if self.kill_pid and made == self.kill_after:
-                    os.kill(self.kill_pid, signal.SIGKILL)
+                    try:
+                        os.kill(self.kill_pid, signal.SIGKILL)
+                    except ProcessLookupError:  # killed by an earlier run already
+                        pass
 
     resources = build_resources(Settings.from_env())
     resources["generator"] = CountingGenerator(

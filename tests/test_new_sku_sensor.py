@@ -16,6 +16,7 @@ import pytest
 from daemon_harness import evaluate_sensor
 
 from conftest import metadata_of
+from servers import s3_env, seaweedfs  # noqa: F401 (fixtures: a real S3 on loopback)
 
 
 def write_catalog(path, rows, header=("sku", "title", "category", "color", "price")):
@@ -144,6 +145,33 @@ def test_a_malformed_drop_is_rejected_with_reasons_and_the_sensor_keeps_working(
     assert good.run_config["ops"]["sku_catalog"]["config"]["source"].endswith("b_good.csv")
     assert run_ingest(watched, good).success
     assert watched.state_db.count_skus() == 3
+
+
+def test_an_s3_prefix_is_watched_the_same_way(s3_env, seaweedfs, project_env, monkeypatch, instance):
+    from conftest import Project
+    from resources import build_resources
+    from sensors.new_sku_sensor import catalog_drop_sensor
+    from zimage_assets.settings import Settings
+
+    bucket = s3_env()["bucket"]
+    monkeypatch.setenv("ZIMAGE_CATALOG_SOURCE", f"s3://{bucket}/drops/")
+    project = Project(build_resources(Settings.from_env()), instance)
+    s3 = seaweedfs.client()
+    body = "sku,title,category,color\n" + "".join(f"{r[0]},{r[1]},{r[2]},{r[3]}\n" for r in MUGS)
+    s3.put_object(Bucket=bucket, Key="drops/catalog.csv", Body=body.encode())
+    s3.put_object(Bucket=bucket, Key="drops/README.txt", Body=b"not a catalog")
+    s3.put_object(Bucket=bucket, Key="elsewhere/other.csv", Body=body.encode())
+
+    first = tick(catalog_drop_sensor, project)
+    (request,) = first.run_requests  # an S3 object is complete once listed: no settling wait
+    assert request.run_config["ops"]["sku_catalog"]["config"]["source"] == f"s3://{bucket}/drops/catalog.csv"
+    assert metadata_of(run_ingest(project, request), "sku_catalog")["new_skus"] == 3
+    assert not tick(catalog_drop_sensor, project, first.cursor).run_requests
+
+    s3.put_object(Bucket=bucket, Key="drops/catalog.csv", Body=(body + "MUG-9,Mug Nine,Gear/Misc,Gold\n").encode())
+    (update,) = tick(catalog_drop_sensor, project, first.cursor).run_requests  # a new ETag
+    assert update.run_key != request.run_key
+    assert metadata_of(run_ingest(project, update), "sku_catalog")["new_skus"] == 1
 
 
 def test_a_missing_watched_location_fails_the_tick_with_its_name(watched, drops):

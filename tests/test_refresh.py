@@ -10,12 +10,14 @@ import pytest
 from conftest import SMALL_TEMPLATES
 from daemon_harness import evaluate_sensor
 
-SKUS = ["MH01-XS-Black", "MH01-XS-Gray"]  # Men/Tops: 4 views each
+SKUS = ["CUP-1", "CUP-2"]  # Gear/Misc: 2 small views each
 
 
 @pytest.fixture
-def published(project):
-    project.ingest()
+def published(project, tmp_path):
+    catalog = tmp_path / "cups.csv"
+    catalog.write_text("sku,title,category,color\nCUP-1,Cup One,Gear/Misc,Red\nCUP-2,Cup Two,Gear/Misc,Blue\n")
+    project.ingest(catalog, fmt="generic")
     (batch_id,) = project.mint(skus=SKUS)
     project.generate(batch_id)
     return batch_id
@@ -46,23 +48,20 @@ def with_templates_version(project, tmp_path, version: str):
     project.resources = {**project.resources, "prompt_templates": PromptTemplates(path=str(path))}
 
 
-def test_nothing_is_due_right_after_publishing(project, published):
-    result, quote, minted = run_refresh(project)
-    assert result.success and minted == []
-    assert (quote["skus_due"], quote["images"], quote["cost"]) == (0, 0, 0.0)
-
-
 def test_a_new_template_version_is_quoted_from_measured_seconds_then_minted_once_per_month(project, published, tmp_path):
+    fresh, quote, minted = run_refresh(project)
+    assert fresh.success and minted == [] and (quote["skus_due"], quote["images"], quote["cost"]) == (0, 0, 0.0)
+
     with_templates_version(project, tmp_path, "test-2")
-    measured, measured_images = project.state_db.measured_seconds_per_image("tiny-random-zimage", project.state_db.receipts(published)[0]["revision"])
-    assert measured and measured_images == 12 - 4  # XS-Black and XS-Gray: 8 generated (none from cache)
+    measured, measured_images = project.state_db.measured_seconds_per_image("tiny-random-zimage", batch_rev(project, published))
+    assert measured and measured_images == 4
 
     dry, quote, minted = run_refresh(project, dry_run=True)
     assert dry.success and minted == [] and not any(b["kind"] == "refresh" for b in project.state_db.batches())
-    assert (quote["skus_due"], quote["images"]) == (2, 8)
+    assert (quote["skus_due"], quote["images"]) == (2, 4)
     assert quote["reasons"] == {"content_changed": 0, "template_changed": 2, "model_changed": 0, "too_old": 0}
     assert quote["seconds_source"] == f"measured over {measured_images} images"
-    assert quote["gpu_hours"] == pytest.approx(8 * measured / 3600, rel=1e-2, abs=1e-3)
+    assert quote["gpu_hours"] == pytest.approx(4 * measured / 3600, rel=1e-2, abs=1e-3)
     assert quote["cost"] == pytest.approx(quote["gpu_hours"] * 2.5, abs=0.01)
     assert quote["gpus"] == 1 and quote["gpu_pool"] == "gpu-tiny" and quote["fits_in_month"] is True
     assert quote["month"] == datetime.utcnow().strftime("%Y-%m")
@@ -71,7 +70,7 @@ def test_a_new_template_version_is_quoted_from_measured_seconds_then_minted_once
     (batch_id,) = minted
     batch = project.state_db.batch(batch_id)
     assert batch_id.startswith(f"refresh-{quote['month']}-")
-    assert (batch["kind"], batch["priority"], batch["sku_count"], batch["item_count"], batch["template_version"]) == ("refresh", "low", 2, 8, "test-2")
+    assert (batch["kind"], batch["priority"], batch["sku_count"], batch["item_count"], batch["template_version"]) == ("refresh", "low", 2, 4, "test-2")
 
     again, quote, minted = run_refresh(project)  # the same month: nothing new
     assert again.success and minted == [] and quote["skus_due"] == 0
@@ -109,15 +108,15 @@ def test_due_reasons_content_model_and_age(project, published, tmp_path):
         "published_before": None, "skip_batch_prefix": "refresh-1999-01", **kw})}  # fmt: skip
     assert due() == {}
     assert set(due(model_id="Tongyi-MAI/Z-Image-Turbo")) == set(SKUS)
-    assert due(revision="another")["MH01-XS-Black"]["model_changed"] == 1
+    assert due(revision="another")["CUP-1"]["model_changed"] == 1
     assert set(due(published_before=utcnow() + timedelta(minutes=1))) == set(SKUS)
     assert due(published_before=utcnow() - timedelta(days=1)) == {}
 
     catalog = tmp_path / "changed.csv"
-    catalog.write_text("sku,title,category,color\nMH01-XS-Gray,Chaz Kangeroo Hoodie,Men/Tops,Orange\n")
+    catalog.write_text("sku,title,category,color\nCUP-1,Cup One,Gear/Misc,Red\nCUP-2,Cup Two,Gear/Misc,Orange\n")
     project.ingest(catalog, fmt="generic")
     changed = due()
-    assert set(changed) == {"MH01-XS-Gray"} and changed["MH01-XS-Gray"]["content_changed"] == 1
+    assert set(changed) == {"CUP-2"} and changed["CUP-2"]["content_changed"] == 1
 
 
 def test_a_quote_over_budget_mints_nothing(project, published, tmp_path):

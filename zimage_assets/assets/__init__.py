@@ -11,3 +11,8 @@ ALL_ASSETS = [sku_catalog, product_prompts, product_images, published_images]
 from zimage_assets.assets.reports import catalog_coverage, sla_report  # noqa: E402
 
 ALL_ASSETS += [catalog_coverage, sla_report]
+
+# ---- safety and quality gates: the review queue ----
+from zimage_assets.assets.review import review_decisions, review_queue  # noqa: E402
+
+ALL_ASSETS += [review_decisions, review_queue]

@@ -4,6 +4,13 @@ Order of preference for each item: an image this batch already stored for the sa
 resumed or repeated run), then the result cache, then the generator. Items that share a spec
 (variants that differ only in size) are generated once. Every image is stored and receipted as
 soon as it exists, so a killed run resumes where it stopped.
+
+Gates: items whose prompt verdict is BLOCK never reach the generator. Every image is scored
+(quality, marketplace compliance for its view, NSFW) and gets a verdict per attempt; where
+whitening, padding or cropping fixes a compliance failure, the fixed image is stored and recorded.
+An image that fails quality or compliance is made again with the next seed,
+`item_seed(content_hash, view, attempt)`, up to ZIMAGE_MAX_ATTEMPTS, before it lands in REVIEW
+or BLOCK. Each attempt has its own receipt.
 """
 
 
@@ -18,12 +25,16 @@ from pydantic import Field
 from resources.generator import GeneratorError, ZImageGenerator
 from resources.image_store import ImageStore, StoreError
 from resources.metrics import MetricsRecorder
+from resources.quality_gates import QualityGates
 from resources.result_cache import ResultCache
 from resources.state_db import StateDB, utcnow
 from zimage_assets.assets.prompts import product_prompts, require_batch
 from zimage_assets.domain.contact_sheet import contact_sheet, markdown_image, to_jpeg
 from zimage_assets.domain.specs import GenerationSpec, build_spec
 from zimage_assets.domain.storage_keys import batch_file_key, image_key
+from zimage_assets.domain.templates import item_seed
+from zimage_assets.domain.verdicts import BLOCK, PASS, REVIEW, Assessment, Finding, rank, summarise
+from zimage_assets.metadata import markdown_table
 from zimage_assets.partitions import batch_partitions
 from zimage_assets.settings import Settings
 
@@ -50,13 +61,18 @@ def product_images(
     result_cache: ResultCache,
     generator: ZImageGenerator,
     metrics: MetricsRecorder,
+    quality_gates: QualityGates,
 ) -> dg.MaterializeResult:
-    """One stored PNG and one receipt per SKU x view of the batch."""
+    """One stored PNG, one receipt and one verdict per SKU x view x attempt of the batch."""
     batch_id = context.partition_key
     require_batch(state_db, batch_id)
     items = [i for i in state_db.batch_items(batch_id) if i["prompt"] is not None]
     if not items:
         raise dg.Failure(description=f"batch {batch_id} has no prompts: materialize product_prompts first", allow_retries=False)
+    # Prompt safety gate: BLOCKed prompts never reach the generator (their verdicts say why).
+    prompt_verdicts = {(v["sku"], v["view"]): v for v in state_db.verdicts(batch_id, stage="prompt")}
+    blocked_prompts = {key for key, v in prompt_verdicts.items() if v["verdict"] == BLOCK}
+    items = [i for i in items if (i["sku"], i["view"]) not in blocked_prompts]
 
     try:  # wrong credentials or a missing bucket fail here, before any GPU work
         image_store.check_writable()
@@ -65,58 +81,75 @@ def product_images(
 
     model = generator.model_info()
     runtime = generator.runtime_info()
-    specs = {
-        (i["sku"], i["view"]): build_spec(
-            model, prompt=i["prompt"], negative_prompt=i["negative_prompt"] or "", width=i["width"], height=i["height"], seed=i["seed"]
-        )
-        for i in items
-    }
-    run = _BatchWriter(batch_id, state_db, image_store, runtime)
+    by_key = {(i["sku"], i["view"]): i for i in items}
+    # Attempt numbers continue past images a reviewer sent back for regeneration (new seeds).
+    first_attempt = state_db.regeneration_start_attempts(by_key)
+    attempt = dict(first_attempt)
+    judge = _Judge(batch_id, state_db, image_store, quality_gates, prompt_verdicts)
+    run = _BatchWriter(batch_id, state_db, image_store, runtime, judge)
+    stored_receipts = {} if config.force else {(r["sku"], r["view"], r["attempt"]): r for r in state_db.receipts(batch_id, latest_only=False)}
+    stored_verdicts = {} if config.force else {(v["sku"], v["view"], v["attempt"]): v for v in state_db.verdicts(batch_id, stage="image")}
 
-    # 1. Resume: images this batch already stored for exactly these specs.
-    resumed = set()
-    if not config.force:
-        for receipt in state_db.receipts(batch_id):
-            key = (receipt["sku"], receipt["view"])
-            if key in specs and receipt["spec_hash"] == specs[key].spec_hash and image_store.exists(receipt["storage_key"]):
-                resumed.add(key)
-                run.add_thumbnail(key, receipt["storage_key"])
-
-    # 2. Deduplicate what is left by spec; 3. ask the cache.
-    pending: dict[str, list[tuple[str, str]]] = {}
-    for key, spec in specs.items():
-        if key not in resumed:
-            pending.setdefault(spec.spec_hash, []).append(key)
-    unique_specs = {specs[keys[0]].spec_hash: specs[keys[0]] for keys in pending.values()}
-    to_generate: list[GenerationSpec] = []
-    cache_hits = 0
-    for spec_hash, spec in unique_specs.items():
-        cached = None if config.force else result_cache.lookup(spec_hash)
-        if cached and image_store.exists(cached["storage_key"]):
-            cache_hits += 1
-            run.record(spec, pending[spec_hash], cached, cache_hit=True)
-        else:
-            to_generate.append(spec)
-
-    # 4. Generate the rest, storing each image as soon as it exists.
+    resumed: set[tuple[str, str]] = set()
+    cache_hits = shared_specs = distinct_specs = 0
     generation_seconds = 0.0
-    try:
-        for made in generator.generate(to_generate):
-            stored = run.store_image(made.image, made.seconds)
-            result_cache.remember(made.spec.spec_hash, stored)
-            run.record(made.spec, pending[made.spec.spec_hash], stored, cache_hit=False, image=made.image)
-            generation_seconds += made.seconds
-    except GeneratorError as exc:
-        raise dg.Failure(description=f"{exc} ({run.generated} images of this batch were stored first)") from None
-    except StoreError as exc:
-        raise dg.Failure(description=f"{exc} ({run.generated} images of this batch were stored first; a re-run completes it)") from None
+    todo = sorted(by_key)
+    while todo:  # one round per attempt number: the regeneration loop
+        specs = {key: _spec(model, by_key[key], attempt[key]) for key in todo}
+
+        # 1. Resume: images this batch already stored for exactly these specs.
+        resumed_now = set()
+        for key, spec in specs.items():
+            receipt = stored_receipts.get((*key, attempt[key]))
+            if receipt is not None and receipt["spec_hash"] == spec.spec_hash and image_store.exists(receipt["storage_key"]):
+                resumed_now.add(key)
+                run.resume(key, attempt[key], receipt, stored_verdicts.get((*key, attempt[key])))
+        resumed |= resumed_now
+
+        # 2. Deduplicate what is left by spec; 3. ask the cache.
+        pending: dict[str, list[tuple[str, str]]] = {}
+        for key, spec in specs.items():
+            if key not in resumed_now:
+                pending.setdefault(spec.spec_hash, []).append(key)
+        unique_specs = {specs[keys[0]].spec_hash: specs[keys[0]] for keys in pending.values()}
+        shared_specs += len(specs) - len(resumed_now) - len(unique_specs)
+        distinct_specs += len(unique_specs)
+        to_generate: list[GenerationSpec] = []
+        for spec_hash, spec in unique_specs.items():
+            cached = None if config.force else result_cache.lookup(spec_hash)
+            if cached and image_store.exists(cached["storage_key"]):
+                cache_hits += 1
+                run.record(spec, pending[spec_hash], cached, cache_hit=True, attempts=attempt)
+            else:
+                to_generate.append(spec)
+
+        # 4. Generate the rest, storing (and judging) each image as soon as it exists.
+        try:
+            for made in generator.generate(to_generate):
+                stored = run.store_image(made.image, made.seconds)
+                result_cache.remember(made.spec.spec_hash, stored)
+                run.record(made.spec, pending[made.spec.spec_hash], stored, cache_hit=False, image=made.image, attempts=attempt)
+                generation_seconds += made.seconds
+        except GeneratorError as exc:
+            raise dg.Failure(description=f"{exc} ({run.generated} images of this batch were stored first)") from None
+        except StoreError as exc:
+            raise dg.Failure(description=f"{exc} ({run.generated} images of this batch were stored first; a re-run completes it)") from None
+
+        # 5. Regenerate, with the next seed, what failed quality or compliance and has attempts left.
+        todo = [key for key in specs if judge.should_retry(key) and attempt[key] + 1 < first_attempt[key] + quality_gates.max_attempts]
+        for key in todo:
+            attempt[key] += 1
+        if todo:
+            context.log.info(f"{batch_id}: regenerating {len(todo)} item(s) with new seeds: {', '.join(f'{s}/{v}' for s, v in todo[:10])}")
 
     state_db.set_batch_status(batch_id, "generated")
     generated = run.generated
     preview_key, preview_md = run.contact_sheet()
+    verdicts = judge.summary()
     context.log.info(
-        f"{batch_id}: {len(items)} items, {len(unique_specs)} distinct specs to make, {generated} generated, "
-        f"{cache_hits} from cache, {len(resumed)} already stored"
+        f"{batch_id}: {len(items)} items, {distinct_specs} distinct specs to make, {generated} generated, "
+        f"{cache_hits} from cache, {len(resumed)} already stored; verdicts {verdicts['counts']}"
+        + (f"; {len(blocked_prompts)} blocked prompt(s) not generated" if blocked_prompts else "")
     )
     cost = metrics.record_batch(  # GPU seconds and cost from the receipts; this run's row for Prometheus
         context, state_db, batch_id=batch_id, model_id=model.model_id, device=runtime["device"], items=len(items),
@@ -129,7 +162,7 @@ def product_images(
             "generated": generated,
             "cache_hits": cache_hits,
             "already_stored": len(resumed),
-            "shared_specs": len(specs) - len(resumed) - len(unique_specs),
+            "shared_specs": shared_specs,
             "generation_seconds": round(generation_seconds, 3),
             "seconds_per_image": round(generation_seconds / generated, 4) if generated else 0.0,
             "images_per_second": round(generated / generation_seconds, 4) if generation_seconds else 0.0,
@@ -143,6 +176,14 @@ def product_images(
             "contact_sheet": dg.MetadataValue.md(preview_md),
             "contact_sheet_url": image_store.url(preview_key),
             **cost,
+            "verdicts": dg.MetadataValue.json(verdicts["counts"]),
+            "reasons": dg.MetadataValue.json(verdicts["reasons"]),
+            "regenerated_items": sum(1 for key in by_key if attempt[key] > first_attempt[key]),
+            "attempts_made": len(judge.outcomes),
+            "fixed_images": judge.fixed,
+            "blocked_prompts": len(blocked_prompts),
+            "quality_mode": quality_gates.quality_mode,
+            "worst_items": dg.MetadataValue.md(markdown_table(judge.worst(10), ["sku", "view", "attempt", "verdict", "reasons"], 120)),
         }
     )
 
@@ -150,8 +191,9 @@ def product_images(
 class _BatchWriter:
     """Stores images and writes receipts for one batch; collects thumbnails for the preview."""
 
-    def __init__(self, batch_id: str, state_db: StateDB, store: ImageStore, runtime: dict[str, str]):
+    def __init__(self, batch_id: str, state_db: StateDB, store: ImageStore, runtime: dict[str, str], judge: "_Judge"):
         self.batch_id, self.state_db, self.store, self.runtime = batch_id, state_db, store, runtime
+        self.judge = judge
         self.generated = 0
         self.thumbnails: dict[tuple[str, str], Image.Image] = {}
 
@@ -166,7 +208,16 @@ class _BatchWriter:
         self.generated += 1
         return {"storage_key": key, "sha256": sha, "width": image.width, "height": image.height, "seconds": round(seconds, 4)}
 
-    def record(self, spec: GenerationSpec, keys: list[tuple[str, str]], stored: dict, *, cache_hit: bool, image: Image.Image | None = None) -> None:
+    def record(
+        self,
+        spec: GenerationSpec,
+        keys: list[tuple[str, str]],
+        stored: dict,
+        *,
+        cache_hit: bool,
+        attempts: dict[tuple[str, str], int],
+        image: Image.Image | None = None,
+    ) -> None:
         now = utcnow()
         spec_fields = asdict(spec)
         self.state_db.save_receipts(
@@ -175,7 +226,7 @@ class _BatchWriter:
                     "batch_id": self.batch_id,
                     "sku": sku,
                     "view": view,
-                    "attempt": 0,
+                    "attempt": attempts[(sku, view)],
                     "spec_hash": spec.spec_hash,
                     "model_id": spec.model_id,
                     "revision": spec.revision,
@@ -198,18 +249,27 @@ class _BatchWriter:
                 for sku, view in keys
             ]
         )
+        # Items of one spec share the image, hence its verdict: judge it once.
+        data = _png_bytes(image) if image is not None else self.store.get(stored["storage_key"])
+        shown = self.judge.judge(keys, {key: attempts[key] for key in keys}, data, stored["storage_key"], spec)
         for key in keys:
-            if image is not None:
-                self._keep_thumbnail(key, image)
-            else:
-                self.add_thumbnail(key, stored["storage_key"])
+            self._keep_thumbnail(key, shown)
+
+    def resume(self, key: tuple[str, str], attempt: int, receipt: dict, verdict: dict | None) -> None:
+        """An image this batch already stored: reuse its verdict (or judge it when there is none)."""
+        data = self.store.get(receipt["storage_key"])
+        if verdict is None:
+            shown = self.judge.judge([key], {key: attempt}, data, receipt["storage_key"], None, expected=(receipt["width"], receipt["height"]))
+        else:
+            shown = self.judge.remember(key, attempt, verdict, data)
+        self._keep_thumbnail(key, shown)
 
     def add_thumbnail(self, key: tuple[str, str], storage_key: str) -> None:
         if len(self.thumbnails) < CONTACT_SHEET_MAX:
             self._keep_thumbnail(key, Image.open(io.BytesIO(self.store.get(storage_key))))
 
     def _keep_thumbnail(self, key: tuple[str, str], image: Image.Image) -> None:
-        if len(self.thumbnails) < CONTACT_SHEET_MAX:
+        if len(self.thumbnails) < CONTACT_SHEET_MAX or key in self.thumbnails:  # a later attempt replaces its own
             thumb = image.convert("RGB")
             thumb.thumbnail((THUMB, THUMB))
             self.thumbnails[key] = thumb
@@ -220,3 +280,87 @@ class _BatchWriter:
         key = batch_file_key("previews", self.batch_id, "contact_sheet.jpg")
         self.store.put(key, jpeg, "image/jpeg")
         return key, markdown_image(jpeg, f"{self.batch_id}: {len(ordered)} images")
+
+
+def _spec(model, item: dict, attempt: int) -> GenerationSpec:
+    """The item's spec at an attempt: attempt 0 uses the prompt's seed, later ones the next seeds."""
+    seed = item["seed"] if attempt == 0 else item_seed(item["content_hash"], item["view"], attempt)
+    return build_spec(
+        model, prompt=item["prompt"], negative_prompt=item["negative_prompt"] or "", width=item["width"], height=item["height"], seed=seed
+    )
+
+
+def _png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class _Judge:
+    """Runs the image gates on each attempt, stores fixed images, writes verdicts, decides retries."""
+
+    def __init__(self, batch_id: str, state_db: StateDB, store: ImageStore, gates: QualityGates, prompt_verdicts: dict):
+        self.batch_id, self.state_db, self.store, self.gates = batch_id, state_db, store, gates
+        self.prompt_verdicts = prompt_verdicts
+        self.outcomes: dict[tuple[str, str, int], dict] = {}  # (sku, view, attempt) -> verdict row
+        self.latest: dict[tuple[str, str], dict] = {}
+        self.retry: dict[tuple[str, str], bool] = {}
+        self.fixed = 0
+
+    def judge(self, keys, attempts, data: bytes, storage_key: str, spec: GenerationSpec | None, expected=None) -> Image.Image:
+        view = keys[0][1]
+        expected = expected or ((spec.width, spec.height) if spec is not None else None)
+        result = self.gates.assess_image(data, view=view, expected_size=expected)
+        assessment = result.assessment
+        retry = assessment.verdict != PASS and assessment.regenerable
+        shown_bytes = data
+        if result.fixed_png is not None:
+            shown_bytes = result.fixed_png
+            sha = hashlib.sha256(result.fixed_png).hexdigest()
+            fixed_key = image_key(sha)
+            if not self.store.exists(fixed_key):
+                self.store.put(fixed_key, result.fixed_png, "image/png")
+            height, width = result.thumbnail_source.shape[:2]
+            self.state_db.save_fixes(
+                [
+                    {"batch_id": self.batch_id, "sku": sku, "view": v, "attempt": attempts[(sku, v)], "fixes": assessment.fixes,
+                     "source_key": storage_key, "storage_key": fixed_key, "sha256": sha, "width": width, "height": height, "created_at": utcnow()}
+                    for sku, v in keys
+                ]
+            )
+            self.fixed += len(keys)
+        rows = []
+        for key in keys:
+            item_assessment = Assessment(verdict=assessment.verdict, findings=list(assessment.findings), scores=dict(assessment.scores), fixes=list(assessment.fixes))
+            prompt = self.prompt_verdicts.get(key)
+            if prompt is not None and prompt["verdict"] == REVIEW:  # a person looks at what a doubtful prompt made
+                item_assessment.add(Finding("prompt_review", REVIEW, ", ".join(prompt["reasons"])))
+            row = {"batch_id": self.batch_id, "sku": key[0], "view": key[1], "stage": "image", "attempt": attempts[key],
+                   **item_assessment.as_row(), "created_at": utcnow()}
+            rows.append(row)
+            self._keep(key, attempts[key], row, retry)
+        self.state_db.save_verdicts(rows)
+        return Image.open(io.BytesIO(shown_bytes))
+
+    def remember(self, key, attempt: int, verdict: dict, data: bytes) -> Image.Image:
+        """A verdict stored by an earlier run for the same image (the gates are deterministic)."""
+        fixed = self.state_db.fixes(self.batch_id).get((*key, attempt)) if verdict["scores"].get("fixes") else None
+        retry = verdict["verdict"] != PASS and bool(verdict["scores"].get("regenerable"))
+        self._keep(key, attempt, verdict, retry)
+        return Image.open(io.BytesIO(self.store.get(fixed["storage_key"]) if fixed else data))
+
+    def _keep(self, key, attempt: int, row: dict, retry: bool) -> None:
+        row["scores"]["regenerable"] = retry
+        self.outcomes[(*key, attempt)] = row
+        self.latest[key] = row
+        self.retry[key] = retry
+
+    def should_retry(self, key) -> bool:
+        return self.retry.get(key, False)
+
+    def summary(self) -> dict:
+        return summarise(list(self.latest.values()))
+
+    def worst(self, limit: int) -> list[dict]:
+        rows = sorted(self.latest.values(), key=lambda r: (-rank(r["verdict"]), r["sku"], r["view"]))
+        return [{**r, "reasons": ", ".join(r["reasons"])} for r in rows if r["verdict"] != PASS][:limit]

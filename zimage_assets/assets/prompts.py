@@ -6,9 +6,12 @@ from collections import Counter
 import dagster as dg
 
 from resources.prompt_templates import PromptTemplates
+from resources.quality_gates import QualityGates
 from resources.state_db import StateDB, utcnow
 from zimage_assets.assets.catalog import sku_catalog
+from zimage_assets.domain.prompt_safety import TermListError
 from zimage_assets.domain.templates import TemplateError, item_seed, render_prompt
+from zimage_assets.domain.verdicts import BLOCK, summarise
 from zimage_assets.metadata import markdown_table
 from zimage_assets.partitions import batch_partitions
 
@@ -29,13 +32,18 @@ def product_prompts(
     context: dg.AssetExecutionContext,
     state_db: StateDB,
     prompt_templates: PromptTemplates,
+    quality_gates: QualityGates,
 ) -> dg.MaterializeResult:
-    """Deterministic prompts, sizes and seeds for every item of the batch."""
+    """Deterministic prompts, sizes and seeds for every item of the batch, each with a safety verdict."""
     batch_id = context.partition_key
     batch = require_batch(state_db, batch_id)
     try:
         templates = prompt_templates.load()
     except TemplateError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    try:
+        quality_gates.terms()  # a broken term list fails here, before anything is written
+    except TermListError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     state_db.set_batch_status(batch_id, "running")
 
@@ -61,6 +69,20 @@ def product_prompts(
             }
         )
     state_db.save_prompts(batch_id, rows)
+    # Prompt safety, before any GPU work: catalog text is untrusted. BLOCKed prompts are kept
+    # (with their reasons) for the audit, and product_images never sends them to the generator.
+    prompt_verdicts = []
+    for row in rows:
+        product = products[row["sku"]]
+        source = [str(product.get(k) or "") for k in ("title", "product_name", "description")]
+        source += [str(v) for v in (product.get("attributes") or {}).values()]
+        outcome = quality_gates.assess_prompt(row["prompt"], source_text=source).as_row()
+        prompt_verdicts.append(
+            {"batch_id": batch_id, "sku": row["sku"], "view": row["view"], "stage": "prompt", "attempt": 0, **outcome, "created_at": utcnow()}
+        )
+        if outcome["verdict"] == BLOCK:
+            context.log.warning(f"{row['sku']}/{row['view']}: prompt blocked ({', '.join(outcome['reasons'])})")
+    state_db.save_verdicts(prompt_verdicts)
     # Items that cannot get a prompt are recorded, never dropped: a BLOCK verdict with the reason.
     state_db.save_verdicts(
         [
@@ -82,6 +104,7 @@ def product_prompts(
         context.log.warning(f"{u['sku']}/{u['view']}: no prompt ({u['reason']})")
 
     views = Counter(r["view"] for r in rows)
+    safety = summarise(prompt_verdicts)
     return dg.MaterializeResult(
         metadata={
             "batch_kind": batch["kind"],
@@ -93,6 +116,8 @@ def product_prompts(
             "template_version": templates.version,
             "templates": templates.source,
             "longest_prompt_chars": max((len(r["prompt"]) for r in rows), default=0),
+            "prompt_verdicts": dg.MetadataValue.json(safety["counts"]),
+            "prompts_blocked": safety["counts"][BLOCK],
             "sample": dg.MetadataValue.md(markdown_table(rows[:10], ["sku", "view", "width", "height", "seed", "prompt"], 160)),
         }
     )

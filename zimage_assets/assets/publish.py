@@ -1,4 +1,10 @@
-"""published_images[batch]: promote the batch's images to the public prefix, with a manifest."""
+"""published_images[batch]: promote the batch's PASS images to the public prefix, with a manifest.
+
+Only PASS is published: an item's final verdict is the verdict of its last attempt, or the
+decision of a reviewer on it (approve publishes, reject and regenerate do not). Where a
+compliance fix was applied, the fixed image is the one published. REVIEW and BLOCK items are
+listed in the metadata with their reasons (the review_queue asset shows them to reviewers).
+"""
 
 
 import dagster as dg
@@ -9,6 +15,7 @@ from zimage_assets.assets.images import product_images
 from zimage_assets.assets.prompts import require_batch
 from zimage_assets.domain.manifest import manifest_csv, manifest_json
 from zimage_assets.domain.storage_keys import batch_file_key, public_image_key
+from zimage_assets.domain.verdicts import PASS, summarise
 from zimage_assets.metadata import markdown_table
 from zimage_assets.partitions import batch_partitions
 
@@ -21,15 +28,50 @@ def published_images(
 ) -> dg.MaterializeResult:
     """Public copies under immutable keys, the SKUs' current images, and the batch manifest."""
     batch_id = context.partition_key
-    batch = require_batch(state_db, batch_id)
+    require_batch(state_db, batch_id)
     receipts = state_db.receipts(batch_id)
     if not receipts:
         raise dg.Failure(description=f"batch {batch_id} has no images: materialize product_images first", allow_retries=False)
+    summary = publish_batch(state_db, image_store, batch_id)
+    context.log.info(
+        f"{batch_id}: published {summary['published']} images; not published {summary['not_published']}; "
+        f"manifest {summary['manifest_csv']}"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "published": summary["published"],
+            "skus": summary["skus"],
+            "not_current": dg.MetadataValue.int(summary["not_current"]),
+            "manifest_csv": summary["manifest_csv"],
+            "manifest_json": summary["manifest_json"],
+            "images": dg.MetadataValue.md(markdown_table(summary["rows"][:20], ["sku", "view", "width", "height", "url"], 120)),
+            "verdicts": dg.MetadataValue.json(summary["verdicts"]),
+            "not_published": summary["not_published"],
+            "withheld": dg.MetadataValue.md(markdown_table(summary["withheld"][:20], ["sku", "view", "attempt", "verdict", "reasons"], 120)),
+        }
+    )
 
+
+def publish_batch(state_db: StateDB, image_store: ImageStore, batch_id: str) -> dict:
+    """Publish every PASS item of a batch (idempotent) and rewrite its manifest.
+
+    Shared by the published_images asset and the review decisions job (an approval publishes).
+    """
+    batch = state_db.batch(batch_id)
+    receipts = {(r["sku"], r["view"], r["attempt"]): r for r in state_db.receipts(batch_id, latest_only=False)}
+    fixes = state_db.fixes(batch_id)
+    finals = state_db.final_verdicts(batch_id)
     items = {(i["sku"], i["view"]): i for i in state_db.batch_items(batch_id)}
     now = utcnow()
-    manifest_rows, current_rows = [], []
-    for receipt in receipts:
+    manifest_rows, current_rows, withheld = [], [], []
+    for final in finals:
+        receipt = receipts.get((final["sku"], final["view"], final["attempt"])) if final["stage"] == "image" else None
+        if final["verdict"] != PASS or receipt is None:
+            withheld.append({**final, "reasons": ", ".join(final["reasons"]) + (f" (reviewer: {final['decision']})" if final.get("decision") else "")})
+            continue
+        fixed = fixes.get((final["sku"], final["view"], final["attempt"]))
+        if fixed is not None:  # the compliance-fixed image is the one that is published
+            receipt = {**receipt, "storage_key": fixed["storage_key"], "sha256": fixed["sha256"], "width": fixed["width"], "height": fixed["height"]}
         public_key = public_image_key(receipt["sku"], receipt["view"], receipt["sha256"])
         if not image_store.exists(public_key):
             image_store.copy(receipt["storage_key"], public_key)
@@ -60,14 +102,14 @@ def published_images(
     image_store.put(json_key, manifest_json(batch_id, manifest_rows), "application/json")
     superseded = state_db.publish_current(current_rows, batch_created_at=batch["created_at"])
     state_db.set_batch_status(batch_id, "published")
-    context.log.info(f"{batch_id}: published {len(manifest_rows)} images; manifest {image_store.url(csv_key)}")
-    return dg.MaterializeResult(
-        metadata={
-            "published": len(manifest_rows),
-            "skus": len({r["sku"] for r in manifest_rows}),
-            "not_current": dg.MetadataValue.int(superseded),
-            "manifest_csv": image_store.url(csv_key),
-            "manifest_json": image_store.url(json_key),
-            "images": dg.MetadataValue.md(markdown_table(manifest_rows[:20], ["sku", "view", "width", "height", "url"], 120)),
-        }
-    )
+    return {
+        "published": len(manifest_rows),
+        "skus": len({r["sku"] for r in manifest_rows}),
+        "not_current": superseded,
+        "not_published": len(withheld),
+        "withheld": withheld,
+        "verdicts": summarise(finals)["counts"],
+        "rows": manifest_rows,
+        "manifest_csv": image_store.url(csv_key),
+        "manifest_json": image_store.url(json_key),
+    }

@@ -73,9 +73,9 @@ def sla_report(context: dg.AssetExecutionContext, state_db: StateDB, service_lev
             "generated_24h": generated,
             "cache_hits_24h": last_day["cache_hits"],
             "images_per_hour_24h": dg.MetadataValue.float(round(last_day["images"] / 24, 2)),
-            "gpu_hours_24h": dg.MetadataValue.float(round(gpu_hours, 4)),
-            "cost_24h": dg.MetadataValue.float(round(cost, 4)),
-            "cost_per_1000_images": dg.MetadataValue.float(round(1000 * cost / last_day["images"], 4) if last_day["images"] else 0.0),
+            "gpu_hours_24h": dg.MetadataValue.float(round(gpu_hours, 6)),
+            "cost_24h": dg.MetadataValue.float(round(cost, 6)),
+            "cost_per_1000_images": dg.MetadataValue.float(round(1000 * cost / last_day["images"], 6) if last_day["images"] else 0.0),
             "by_day": dg.MetadataValue.md(
                 markdown_table(list(reversed(days)), ["day", "batches", "skus", "met", "late", "missed", "open", "attainment_pct"])
             ),

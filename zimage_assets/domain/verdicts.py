@@ -81,7 +81,16 @@ class Assessment:
         details = self.details()
         if details:
             scores["details"] = details
+        if self.findings:
+            scores["reason_verdicts"] = {code: verdict for code, verdict in self.reason_verdicts().items()}
         return {"verdict": self.verdict, "reasons": self.reasons, "scores": scores}
+
+    def reason_verdicts(self) -> dict[str, str]:
+        """Each reason code with the most severe verdict it called for."""
+        out: dict[str, str] = {}
+        for f in self.findings:
+            out[f.code] = worst(out.get(f.code, PASS), f.verdict)
+        return out
 
 
 def combine(assessments: Sequence[Assessment]) -> Assessment:
@@ -119,3 +128,93 @@ def batch_is_broken(rows: Sequence[Mapping[str, Any]], max_block_share: float, m
     """
     summary = summarise(rows)
     return summary["total"] >= min_items and summary["block_share"] > max_block_share
+
+
+# Which gate each image reason code belongs to (for the per-gate asset checks).
+SAFETY_CODES = frozenset({"nsfw", "nsfw_suspect"})
+COMPLIANCE_CODES = frozenset(
+    {"too_small_for_profile", "no_product_found", "background_not_white", "product_cut_off", "product_too_small", "not_square"}
+)
+NOT_QUALITY_CODES = SAFETY_CODES | COMPLIANCE_CODES | {"prompt_review"}
+
+
+def gate_of(code: str) -> str:
+    """`safety`, `compliance`, `prompt` or `quality` for an image reason code."""
+    if code in SAFETY_CODES:
+        return "safety"
+    if code in COMPLIANCE_CODES:
+        return "compliance"
+    if code == "prompt_review":
+        return "prompt"
+    return "quality"
+
+
+def gate_verdict(row: Mapping[str, Any], gate: str) -> str:
+    """The verdict one gate gave a verdict row (PASS when none of its codes fired)."""
+    by_code = (row.get("scores") or {}).get("reason_verdicts") or {code: row["verdict"] for code in row.get("reasons") or []}
+    return worst(*[v for code, v in by_code.items() if gate_of(code) == gate])
+
+
+# ---- review decisions (a CSV file from reviewers) ----
+
+REVIEW_DECISIONS = ("approve", "reject", "regenerate")
+REVIEW_COLUMNS = ("sku", "view", "decision", "reviewer", "note")
+
+
+@dataclass(frozen=True)
+class ReviewRow:
+    row: int  # 1-based data row (header excluded)
+    sku: str
+    view: str
+    decision: str
+    reviewer: str
+    note: str
+    batch_id: str = ""  # optional: which batch's image (default: the item's latest batch)
+
+
+def parse_review_csv(text: str) -> tuple[list[ReviewRow], list[str], int]:
+    """Rows of a review file, an error per bad row/field naming its value, and how many rows
+    were left undecided (no decision and no reviewer: e.g. the rest of review_queue's CSV).
+
+    Columns: sku, view, decision (approve | reject | regenerate), reviewer, note, and optionally
+    batch_id. Column names are case-insensitive; extra columns are ignored.
+    """
+    import csv
+    import io
+
+    text = text.lstrip("\ufeff")
+    reader = csv.DictReader(io.StringIO(text))
+    header = {(name or "").strip().lower(): name for name in (reader.fieldnames or [])}
+    missing = [c for c in ("sku", "view", "decision", "reviewer") if c not in header]
+    if missing:
+        return [], [f"header: missing column(s) {missing}; expected {list(REVIEW_COLUMNS)} (+ optional batch_id), found {list(header)}"], 0
+    rows, errors, undecided = [], [], 0
+    seen: dict[tuple[str, str, str], int] = {}
+    for number, raw in enumerate(reader, start=1):
+        def cell(name: str) -> str:
+            return (raw.get(header[name]) or "").strip() if name in header else ""
+
+        sku, view, decision, reviewer = cell("sku"), cell("view"), cell("decision").lower(), cell("reviewer")
+        if not any((sku, view, decision, reviewer, cell("note"))):
+            continue  # blank line
+        if not decision and not reviewer:
+            undecided += 1
+            continue
+        row_errors = []
+        if not sku:
+            row_errors.append(f"row {number}: field sku is empty")
+        if not view:
+            row_errors.append(f"row {number}: field view is empty")
+        if decision not in REVIEW_DECISIONS:
+            row_errors.append(f"row {number}: field decision={cell('decision')!r} is not one of {list(REVIEW_DECISIONS)}")
+        if not reviewer:
+            row_errors.append(f"row {number}: field reviewer is empty (every decision names who made it)")
+        key = (cell("batch_id"), sku, view)
+        if not row_errors and key in seen:
+            row_errors.append(f"row {number}: {sku}/{view} already decided in row {seen[key]} of this file")
+        if row_errors:
+            errors += row_errors
+            continue
+        seen[key] = number
+        rows.append(ReviewRow(number, sku, view, decision, reviewer, cell("note"), cell("batch_id")))
+    return rows, errors, undecided

@@ -1,0 +1,140 @@
+"""`zimage-qc`: audit images and prompts outside any run, with the same gates as the pipeline.
+
+    zimage-qc images [--profile NAME] [--mode strict|smoke] FILE...
+    zimage-qc prompts FILE            (one prompt per line; - reads standard input)
+
+One JSON line per input: {"input", "verdict": PASS|REVIEW|BLOCK, "reasons": [codes], "scores"}
+(plus "fixes" where a compliance fix would apply, "details" for humans, "error" for files that
+could not be read). Works on any photos, not only generated ones: corrupt, truncated, empty,
+tiny, huge, CMYK, 16-bit and transparent files each get a verdict, never a crash.
+
+Exit status: 0 when every input is PASS, 1 when any is REVIEW or BLOCK, 2 on a usage error.
+Settings: the ZIMAGE_* variables (term lists, NSFW thresholds, prompt length); see docs/quality.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+MAX_FILE_BYTES = 256 * 1024 * 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    from zimage_assets.domain.compliance import PROFILES
+
+    parser = argparse.ArgumentParser(prog="zimage-qc", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    images = sub.add_parser("images", help="check image files (quality, compliance profile, NSFW)")
+    images.add_argument("files", nargs="+", metavar="FILE")
+    images.add_argument("--profile", default="none", choices=sorted(PROFILES), help="marketplace compliance profile (default: none)")
+    images.add_argument("--mode", default="strict", choices=["strict", "smoke"], help="quality mode (default: strict)")
+    prompts = sub.add_parser("prompts", help="check prompts, one per line of FILE (- for standard input)")
+    prompts.add_argument("file", metavar="FILE")
+    args = parser.parse_args(argv)
+
+    try:
+        gates = _gates()
+    except ValueError as exc:  # a bad ZIMAGE_* value
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "images":
+        return _images(gates, args.files, args.profile, args.mode)
+    return _prompts(gates, args.file)
+
+
+def _gates():
+    from resources.quality_gates import quality_gates_from_settings
+    from zimage_assets.settings import Settings
+
+    return quality_gates_from_settings(Settings.from_env())
+
+
+def _emit(record: dict) -> None:
+    sys.stdout.write(json.dumps(record, ensure_ascii=False, default=_json_default) + "\n")
+    sys.stdout.flush()
+
+
+def _json_default(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _record(label: str, row: dict, **extra) -> dict:
+    scores = dict(row["scores"])
+    details = scores.pop("details", None)
+    fixes = scores.pop("fixes", None)
+    scores.pop("reason_verdicts", None)
+    record = {"input": label, "verdict": row["verdict"], "reasons": row["reasons"], "scores": scores, **extra}
+    if fixes:
+        record["fixes"] = fixes
+    if details:
+        record["details"] = details
+    return record
+
+
+def _images(gates, files: list[str], profile: str, mode: str) -> int:
+    from resources.image_safety import ImageSafetyError
+
+    worst = 0
+    for name in files:
+        path = Path(name)
+        try:
+            size = path.stat().st_size
+            if not path.is_file():
+                raise IsADirectoryError(f"{name} is not a file")
+            if size > MAX_FILE_BYTES:
+                _emit({"input": name, "verdict": "BLOCK", "reasons": ["file_too_large"], "scores": {"bytes": size},
+                       "error": f"{size:,} bytes is more than {MAX_FILE_BYTES:,}; not read"})
+                worst = 1
+                continue
+            data = path.read_bytes()
+        except OSError as exc:
+            _emit({"input": name, "verdict": "BLOCK", "reasons": ["unreadable_file"], "scores": {}, "error": f"{type(exc).__name__}: {exc}"})
+            worst = 1
+            continue
+        try:
+            result = gates.assess_image(data, profile=profile, mode=mode)
+        except ImageSafetyError as exc:  # the classifier itself is broken: stop, do not pass images unscored
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except Exception as exc:  # noqa: BLE001 - one odd file must not stop the audit of the others
+            _emit({"input": name, "verdict": "BLOCK", "reasons": ["assessment_error"], "scores": {}, "error": f"{type(exc).__name__}: {exc}"})
+            worst = 1
+            continue
+        row = result.assessment.as_row()
+        extra = {"error": row["scores"]["details"][row["reasons"][0]]} if row["reasons"] and row["scores"].get("bytes") is not None else {}
+        _emit(_record(name, row, **extra))
+        if row["verdict"] != "PASS":
+            worst = 1
+    return worst
+
+
+def _prompts(gates, name: str) -> int:
+    try:
+        text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"error: cannot read {name}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        gates.terms()
+    except ValueError as exc:  # a broken term list (ZIMAGE_SAFETY_TERMS_DIR)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    worst = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        row = gates.assess_prompt(line).as_row()
+        _emit(_record(line, row, line=number))
+        if row["verdict"] != "PASS":
+            worst = 1
+    return worst
+
+
+if __name__ == "__main__":
+    sys.exit(main())
