@@ -20,18 +20,6 @@ from resources.image_safety import ImageSafety
 from zimage_assets.domain import compliance, image_quality, prompt_safety
 from zimage_assets.domain.verdicts import BLOCK, Assessment, Finding, combine
 
-QUALITY_MODES = ("auto", image_quality.STRICT, image_quality.SMOKE)
-
-
-def resolve_quality_mode(mode: str, model: str) -> str:
-    """`auto`: the tiny random-weight model makes noise, so it gets `smoke`; real models `strict`."""
-    if mode not in QUALITY_MODES:
-        raise ValueError(f"ZIMAGE_QUALITY_MODE={mode!r}: expected one of {QUALITY_MODES}")
-    if mode == "auto":
-        return image_quality.SMOKE if model == "tiny" else image_quality.STRICT
-    return mode
-
-
 @dataclass
 class ImageResult:
     """One image through the gates: the verdict, and the fixed image when a fix was applied."""

@@ -31,7 +31,7 @@ from dagster import EnvVar
 from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
-from resources.image_store import ImageStore, StoreError
+from resources.image_store import ImageStore, StoreError, content_type_for
 from zimage_assets.domain.storage_keys import validate_key
 
 # SigV4 presigned URLs cannot live longer than 7 days.
@@ -112,10 +112,7 @@ class S3ImageStore(ImageStore):
     def copy(self, source_key: str, target_key: str) -> None:
         """Server-side copy: the bytes never leave the service."""
         extra = {"CacheControl": IMMUTABLE_CACHE_CONTROL, "MetadataDirective": "REPLACE"} if target_key.startswith(IMMUTABLE_AREAS) else {}
-        if extra:
-            # REPLACE drops the source's metadata, so the content type is set again.
-            from resources.image_store import content_type_for
-
+        if extra:  # REPLACE drops the source's metadata, so the content type is set again
             extra["ContentType"] = content_type_for(target_key)
         self._call(
             "copy",

@@ -455,10 +455,12 @@ class StateDB(ConfigurableResource):
             return [{**dict(r._mapping), "has_image": bool(r.has_image)} for r in conn.execute(query)]
 
     def minted_batches(self, kinds: Sequence[str], limit: int | None = None) -> list[dict[str, Any]]:
+        """Minted batches of these kinds, most urgent first: high, normal, low priority; then oldest."""
+        urgency = sa.case((t.batches.c.priority == "high", 0), (t.batches.c.priority == "normal", 1), else_=2)
         query = (
             sa.select(t.batches)
             .where(t.batches.c.status == "minted", t.batches.c.kind.in_(list(kinds)))
-            .order_by(t.batches.c.created_at, t.batches.c.batch_id)
+            .order_by(urgency, t.batches.c.created_at, t.batches.c.batch_id)
         )
         if limit:
             query = query.limit(limit)
@@ -536,13 +538,27 @@ class StateDB(ConfigurableResource):
         return {r.sku: {"batch_id": r.batch_id, "status": r.status} for r in conn.execute(query)}
 
     def batches_with_deadlines(self, since: datetime) -> list[dict[str, Any]]:
+        """Batches whose deadline is after `since`, with `published_at`: the first publication
+        recorded by the batch-completion sensor, else the last status change of a published batch."""
+        b, p = t.batches, t.batch_publications
+        published_at = sa.case((b.c.status == "published", sa.func.coalesce(p.c.first_published_at, b.c.updated_at)), else_=p.c.first_published_at)
         query = (
-            sa.select(t.batches)
-            .where(t.batches.c.deadline.is_not(None), t.batches.c.deadline >= since)
-            .order_by(t.batches.c.deadline, t.batches.c.batch_id)
+            sa.select(b, published_at.label("published_at"))
+            .select_from(b.outerjoin(p, p.c.batch_id == b.c.batch_id))
+            .where(b.c.deadline.is_not(None), b.c.deadline >= since)
+            .order_by(b.c.deadline, b.c.batch_id)
         )
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
+
+    def record_first_publication(self, batch_id_: str, at: datetime, run_id: str) -> bool:
+        """Remember when a batch was first published (kept if already known); True if recorded now."""
+        with self.engine.begin() as conn:
+            known = conn.execute(sa.select(t.batch_publications.c.batch_id).where(t.batch_publications.c.batch_id == batch_id_)).first()
+            if known:
+                return False
+            conn.execute(t.batch_publications.insert().values(batch_id=batch_id_, first_published_at=at, run_id=run_id))
+            return True
 
     def coverage_counts(self) -> list[dict[str, Any]]:
         """(category, state, skus) with state current (image of the current content), stale or missing."""

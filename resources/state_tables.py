@@ -214,6 +214,17 @@ retired_batches = Table(
     Column("batch_status", String(16), nullable=False),
 )
 
+# ---- SLA history: when a batch's run first published it (later re-publishing, e.g. a reviewer's
+# approval, moves batches.updated_at but not this) ----
+
+batch_publications = Table(
+    "batch_publications",
+    metadata,
+    Column("batch_id", String(64), primary_key=True),
+    Column("first_published_at", DateTime, nullable=False),
+    Column("run_id", String(64), nullable=False),
+)
+
 # ---- metrics and cost: one row per product_images run (what it made, what it cost) ----
 
 generation_runs = Table(

@@ -3,9 +3,10 @@
 - `run_failure_alert_sensor`: every failed run (any job, including runs started from the CLI)
   becomes a `run_failure` event for ZIMAGE_ALERT_WEBHOOK_URLS; a failed batch run also marks its
   batch `failed` in the project's tables.
-- `batch_completion_sensor`: every successful run that published a batch becomes a
-  `batch_completed` event for ZIMAGE_CALLBACK_URLS (and the batch's own `callback_url`, if its
-  selection names one and its host is allowed).
+- `batch_completion_sensor`: every successful run that published a batch records when the batch
+  was first published (the SLA report's history) and becomes a `batch_completed` event for
+  ZIMAGE_CALLBACK_URLS (and the batch's own `callback_url`, if its selection names one and its
+  host is allowed).
 - `webhook_delivery_sensor`: sends what is due from the outbox, signed, with retries and
   backoff; every attempt is logged (tick log and table `webhook_attempts`).
 
@@ -15,6 +16,7 @@ delivery sensor does the network work.
 
 
 import json
+from datetime import datetime, timezone
 
 import dagster as dg
 
@@ -80,19 +82,21 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, state_db: Stat
 def batch_completion_sensor(
     context: dg.RunStatusSensorContext, state_db: StateDB, webhooks: WebhookClient, image_store: ImageStore
 ) -> None:
-    """A run that published a batch: enqueue a `batch_completed` callback."""
+    """A run that published a batch: record when (SLA history) and enqueue a `batch_completed` callback."""
     run = context.dagster_run
     batch = _batch_of(run, state_db)
     if batch is None or batch["status"] != "published":
         return  # not a batch run, or one that stopped before publishing
     batch_id = batch["batch_id"]
+    record = context.instance.get_run_record_by_id(run.run_id)
+    published_at = datetime.fromtimestamp(record.end_time, timezone.utc).replace(tzinfo=None) if record and record.end_time else batch["updated_at"]
+    state_db.record_first_publication(batch_id, published_at, run.run_id)
     selection = json.loads(batch["selection"] or "{}")
     urls = list(webhooks.callback_urls)
     if isinstance(selection.get("callback_url"), str) and selection["callback_url"]:
         urls.append(selection["callback_url"])
     if not urls:
         return
-    published_at = batch["updated_at"]
     data = {
         "batch_id": batch_id,
         "run_id": run.run_id,

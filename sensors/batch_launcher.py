@@ -19,9 +19,11 @@ from zimage_assets.minting import run_tags
 from zimage_assets.partitions import batch_partitions
 
 MAX_LAUNCHES_PER_TICK = 200
+MAX_SCANNED_PER_TICK = 2000
 LAUNCHED_BY_NEW_SKU_SENSOR = ("new",)
 LAUNCHED_HERE = ("manual", "refresh")
 GPU_POOL_TAG = "zimage/gpu_pool"
+PARTITION_TAG = "dagster/partition"
 
 
 def batch_run_tags(batch: dict) -> dict[str, str]:
@@ -47,12 +49,14 @@ def launch_minted(context: dg.SensorEvaluationContext, state_db: StateDB, kinds:
 
     Returns (sensor result keyword arguments, the launched batch ids).
     """
-    minted = state_db.minted_batches(kinds, limit=MAX_LAUNCHES_PER_TICK)
+    # Batches stay `minted` while their runs wait in the queue: look past those (most urgent first).
+    minted = state_db.minted_batches(kinds, limit=MAX_SCANNED_PER_TICK)
     if not minted:
         return {}, []
     ids = [b["batch_id"] for b in minted]
-    with_runs = {run.tags.get("zimage/batch") for run in context.instance.get_runs(filters=dg.RunsFilter(tags={"zimage/batch": ids}))}
-    todo = [b for b in minted if b["batch_id"] not in with_runs]
+    # Any run of the partition counts: launched by a sensor, backfilled from the UI, or `zimage run`.
+    with_runs = {run.tags.get(PARTITION_TAG) for run in context.instance.get_runs(filters=dg.RunsFilter(tags={PARTITION_TAG: ids}))}
+    todo = [b for b in minted if b["batch_id"] not in with_runs][:MAX_LAUNCHES_PER_TICK]
     if not todo:
         return {}, []
     keys = [b["batch_id"] for b in todo]

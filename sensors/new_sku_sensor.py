@@ -116,7 +116,7 @@ def mint_new_and_changed(
     return minted, len(rows) < limit
 
 
-@dg.sensor(job=generate_batch_job, minimum_interval_seconds=30, default_status=_default_status())
+@dg.sensor(job=generate_batch_job, minimum_interval_seconds=15, default_status=_default_status())
 def new_sku_sensor(
     context: dg.SensorEvaluationContext,
     state_db: StateDB,

@@ -70,7 +70,8 @@ def start_sensor(context: WorkspaceProcessContext, name: str) -> None:
 
 
 def stop_sensor(context: WorkspaceProcessContext, name: str) -> None:
-    context.instance.stop_sensor(remote_sensor(context, name).get_remote_origin_id(), remote_sensor(context, name).selector_id, remote_sensor(context, name))
+    sensor = remote_sensor(context, name)
+    context.instance.stop_sensor(sensor.get_remote_origin_id(), sensor.selector_id, sensor)
 
 
 def sensor_daemon_iteration(context: WorkspaceProcessContext) -> None:

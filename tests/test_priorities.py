@@ -43,6 +43,7 @@ def test_dagster_yaml_declares_the_queue_and_gpu_pools(queued, settings):
     assert config.pool_config.pool_granularity.value == "run"  # runs wait in the queue for a GPU
     assert config.pool_config.default_pool_limit == 1  # one GPU per pool on one box
     assert config.run_queue_config.max_concurrent_runs == 4
+    assert {"key": "zimage/catalog_file", "limit": 1} in config.run_queue_config.tag_concurrency_limits  # one ingest at a time
     assert product_images.op.pool == settings.gpu_pool == "gpu-tiny"  # one pool per model variant
 
 
@@ -76,7 +77,7 @@ def test_high_priority_runs_start_first_and_the_pool_limit_holds(queued, tmp_pat
     assert runs[new].tags["zimage/deadline"].endswith("Z") and runs[new].tags["zimage/gpu_pool"] == "gpu-tiny"
     assert runs[new].run_op_concurrency.all_pools == {"gpu-tiny"}
     created = sorted(runs.values(), key=lambda r: project.instance.get_run_record_by_id(r.run_id).create_timestamp)
-    assert [r.tags["zimage/batch"] for r in created] == [refresh, manual, new]  # FIFO would run the refresh first
+    assert created[-1].tags["zimage/batch"] == new  # queued last: first in first out would start it last
 
     # One pass of the queue: 4 run slots are free, but the GPU pool has one slot: only the
     # highest priority run starts (and, with this launcher, runs to completion).
@@ -98,3 +99,35 @@ def test_high_priority_runs_start_first_and_the_pool_limit_holds(queued, tmp_pat
     # Repeated ticks launch nothing twice: every batch has its one run.
     sensor_daemon_iteration(workspace)
     assert len([r for r in project.instance.get_runs() if "zimage/batch" in r.tags]) == 3
+
+
+@pytest.fixture
+def drops(project_env, tmp_path, monkeypatch):
+    folder = tmp_path / "drops"
+    folder.mkdir()
+    monkeypatch.setenv("ZIMAGE_CATALOG_SOURCE", str(folder))
+    return folder
+
+
+def test_dropped_files_are_ingested_one_at_a_time_in_order(drops, queued):
+    import os
+    import time
+
+    project, workspace = queued
+    for name, colour in (("a_monday.csv", "Red"), ("b_tuesday.csv", "Blue")):  # the same SKU, recoloured
+        write_catalog(drops / name, [["MUG-1", "Mug", "Gear/Misc", colour]])
+        os.utime(drops / name, (time.time() - 60, time.time() - 60))
+    for name in ("new_sku_sensor", "minted_batches_sensor"):
+        stop_sensor(workspace, name)
+    start_sensor(workspace, "catalog_drop_sensor")
+    sensor_daemon_iteration(workspace)
+    ingests = sorted(project.instance.get_runs(), key=lambda r: r.tags["zimage/catalog_file"])
+    assert [r.tags["zimage/catalog_file"].rsplit("/", 1)[1] for r in ingests] == ["a_monday.csv", "b_tuesday.csv"]
+    assert all(r.status == dg.DagsterRunStatus.QUEUED and r.tags["dagster/priority"] == "10" for r in ingests)
+
+    run_queue_iteration(workspace)  # run slots are free, but ingests go one at a time
+    first, second = (project.instance.get_run_by_id(r.run_id) for r in ingests)
+    assert (first.status, second.status) == (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.QUEUED)
+    run_queue_iteration(workspace)
+    assert project.instance.get_run_by_id(second.run_id).status == dg.DagsterRunStatus.SUCCESS
+    assert project.state_db.products(["MUG-1"])["MUG-1"]["attributes"]["color"] == "Blue"  # the later file wins

@@ -7,7 +7,6 @@ import io
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -35,7 +34,7 @@ def _store(s3_env, **env):
     return build_resources(Settings.from_env())["image_store"]
 
 
-def _project(instance, tmp_path) -> Project:
+def _project(instance, tmp_path):
     return counting_project(instance, tmp_path / "calls.txt")
 
 
@@ -160,7 +159,9 @@ def test_catalogs_can_be_read_from_s3(project_env, s3_env, seaweedfs, instance, 
 
 
 def test_list_s3_objects_gives_key_etag_size_and_time(project_env, s3_env, seaweedfs):
-    from resources.s3_image_store import list_s3_objects, read_s3_uri
+    from datetime import datetime, timedelta
+
+    from resources.s3_image_store import last_modified_utc, list_s3_objects, read_s3_uri
 
     env = s3_env()
     client = seaweedfs.client()
@@ -172,6 +173,7 @@ def test_list_s3_objects_gives_key_etag_size_and_time(project_env, s3_env, seawe
     assert [(o["key"], o["size"]) for o in objects] == [("drops/d0.csv", 1), ("drops/d1.csv", 2), ("drops/d2.csv", 3)]
     assert all(len(o["etag"]) == 32 and o["last_modified"].tzinfo is not None for o in objects)
     assert objects[0]["uri"] == f"s3://{env['bucket']}/drops/d0.csv"
+    assert abs(last_modified_utc(objects[0]) - datetime.utcnow()) < timedelta(minutes=5)  # naive UTC, as the tables keep
     assert read_s3_uri(objects[2]["uri"]) == b"xxx"
     with pytest.raises(StoreError, match="does not exist"):
         list_s3_objects("s3://no-such-bucket-zimage/x")

@@ -106,6 +106,24 @@ def test_the_report_shows_attainment_throughput_and_cost(project, tmp_path):
     assert check.passed
 
 
+def test_a_batch_counts_from_its_first_publication(project):
+    from resources.state_db import utcnow
+    from sensors.new_sku_sensor import new_sku_sensor
+    from zimage_assets.domain.sla import attainment_by_day
+
+    ingest_at(project, CUPS[:1], hours_ago=3)  # due an hour ago
+    (request,) = evaluate_sensor(new_sku_sensor, project).run_requests
+    project.generate(request.partition_key)  # published now: late
+    outcome = lambda: attainment_by_day(project.state_db.batches_with_deadlines(utcnow() - timedelta(days=1)), utcnow())[0]  # noqa: E731
+    assert (outcome()["met"], outcome()["late"]) == (0, 1)
+    # Had its run published it in time (as batch_completion_sensor records), a later
+    # re-publication (a reviewer's approval, a re-run) would not make it late.
+    deadline = project.state_db.batch(request.partition_key)["deadline"]
+    assert project.state_db.record_first_publication(request.partition_key, deadline - timedelta(minutes=5), "run-in-time")
+    assert not project.state_db.record_first_publication(request.partition_key, utcnow(), "a-later-run")
+    assert (outcome()["met"], outcome()["late"]) == (1, 0)
+
+
 def test_attainment_is_decided_per_batch_and_weighted_by_skus():
     from zimage_assets.domain.sla import attainment_by_day, batch_deadline, overall_attainment
 

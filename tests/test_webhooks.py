@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import dagster as dg
 import pytest
 
 from daemon_harness import evaluate_sensor
@@ -260,6 +259,7 @@ def test_a_failed_batch_run_alerts_and_marks_the_batch_failed(alerting, tmp_path
 
 
 def test_a_published_batch_calls_back_with_its_manifest_and_sla(alerting):
+    from resources.state_db import utcnow
     from sensors.alerts import batch_completion_sensor, webhook_delivery_sensor
     from zimage_assets.minting import mint_batches
 
@@ -282,3 +282,7 @@ def test_a_published_batch_calls_back_with_its_manifest_and_sla(alerting):
     data = json.loads(callback["body"])["data"]
     assert (data["batch_id"], data["run_id"], data["status"], data["skus"], data["images"]) == (batch_id, done.run_id, "published", 1, 4)
     assert data["sla_met"] is True and data["manifest_json"].endswith(f"manifests/{batch_id}/manifest.json")
+    (history,) = project.state_db.batches_with_deadlines(utcnow() - timedelta(days=1))  # the SLA report's source
+    record = project.instance.get_run_record_by_id(done.run_id)
+    assert history["published_at"] == datetime.fromtimestamp(record.end_time, timezone.utc).replace(tzinfo=None)
+    assert data["published_at"] == history["published_at"].isoformat(timespec="seconds") + "Z"

@@ -218,6 +218,26 @@ def _run_batch(settings: Settings, batch_id: str, *, force: bool) -> None:
         f"{images.get('shared_specs')} shared with another item; "
         f"{images.get('seconds_per_image')} s/image on {images.get('device')}; {published.get('published')} published"
     )
+    _print_verdicts(images, published)
+
+
+def _print_verdicts(images: dict, published: dict) -> None:
+    """What the safety and quality gates decided: published (PASS), waiting for review, blocked."""
+    counts = published.get("verdicts") or {}
+    reasons = images.get("reasons") or {}
+    print(
+        f"  gates ({images.get('quality_mode')} mode): {counts.get('PASS', 0)} PASS published, "
+        f"{counts.get('REVIEW', 0)} REVIEW waiting for a person, {counts.get('BLOCK', 0)} BLOCK not published"
+        + (f" ({images.get('blocked_prompts')} blocked prompts never generated)" if images.get("blocked_prompts") else "")
+        + (f"; {images.get('regenerated_items')} item(s) regenerated" if images.get("regenerated_items") else "")
+        + (f"; {images.get('fixed_images')} fixed" if images.get("fixed_images") else "")
+    )
+    if images.get("quality_mode") == "smoke":
+        print("  (smoke mode: the tiny model draws noise, so only structural checks judge it; ZIMAGE_QUALITY_MODE=strict catches the noise)")
+    if reasons:
+        print("  reasons: " + ", ".join(f"{code} x{n}" for code, n in list(reasons.items())[:8]))
+    if counts.get("REVIEW"):
+        print("  review them: materialize review_queue (it writes a CSV), fill it in, run the apply_review_decisions job")
 
 
 def _print_locations(settings: Settings, batch_ids: list[str]) -> None:

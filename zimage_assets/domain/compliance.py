@@ -229,8 +229,10 @@ def _fix(rgb: np.ndarray, layout: Layout, profile: ComplianceProfile) -> tuple[n
 
 
 def whiten_background(rgb: np.ndarray, background: tuple[int, int, int], tolerance: int = 18) -> np.ndarray:
-    """Set the background (pixels near its colour and connected to the border) to pure white."""
-    near = (np.abs(rgb.astype(np.int16) - np.array(background, np.int16)).max(axis=2) <= tolerance).astype(np.uint8)
+    """Set the background (pixels near its colour, connected to the border, outside the product
+    mask) to pure white. Every pixel of `foreground_mask` keeps its value."""
+    near = (np.abs(rgb.astype(np.int16) - np.array(background, np.int16)).max(axis=2) <= tolerance)
+    near = (near & ~foreground_mask(rgb, background)).astype(np.uint8)
     _, labels = cv2.connectedComponents(near, connectivity=4)
     edge_labels = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
     keep = np.isin(labels, edge_labels[edge_labels != 0])  # label 0: pixels far from the background

@@ -155,6 +155,9 @@ def _index(terms: TermList) -> _Index:
         for seq in seqs:
             if terms.verdicts[category] == ALLOW:
                 index.allow_words.append(seq)
+                folded = tuple(_REPEATS.sub(r"\1", token) for token in seq)  # as in the folded variant
+                if folded != seq:
+                    index.allow_words.append(folded)
             elif len(seq) == 1:
                 index.single.setdefault(seq[0], set()).add(category)
             else:

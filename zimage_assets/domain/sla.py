@@ -77,11 +77,13 @@ def sla_status(backlog: Mapping[str, Any], now: datetime, sla_hours: float) -> S
 def batch_outcome(batch: Mapping[str, Any], now: datetime) -> str:
     """met | late | missed (failed, or open past its deadline) | open (before its deadline).
 
-    A published batch's publication time is its last status change (`updated_at`).
+    A batch counts as published when it was first published (`published_at`, see
+    `StateDB.batches_with_deadlines`), even if it was re-run or is open again since.
     """
     deadline = batch["deadline"]
-    if batch["status"] == "published":
-        return "met" if batch["updated_at"] <= deadline else "late"
+    published_at = batch.get("published_at") or (batch["updated_at"] if batch["status"] == "published" else None)
+    if published_at is not None:
+        return "met" if published_at <= deadline else "late"
     if batch["status"] == "failed" or now > deadline:
         return "missed"
     return "open"
