@@ -138,5 +138,4 @@ def test_the_review_job_is_defined(project_env):
     from zimage_assets.definitions import defs
 
     job = defs.resolve_job_def("apply_review_decisions")
-    keys = {k.to_user_string() for k in job.asset_layer.asset_graph.get_all_asset_keys() if job.asset_layer.asset_graph.get(k).is_executable}
-    assert {"review_decisions", "review_queue"} <= keys
+    assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {"review_decisions", "review_queue"}
