@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 
 import dagster as dg
-import pytest
 
 from conftest import Project, metadata_of
 
@@ -172,3 +171,72 @@ def test_the_generate_batch_job_runs_the_checks(project_env):
     job = defs.resolve_job_def("generate_batch")
     names = {k.name for k in job.asset_layer.asset_graph.asset_check_keys}
     assert names == {"prompt_safety", "image_safety", "image_quality", "marketplace_compliance"}
+
+
+def test_a_compliance_fix_is_recorded_and_the_fixed_image_is_published(project_env, monkeypatch, instance, tmp_path):
+    """A real studio photo on an off-white background, served from the result cache as the image
+    of an item (Z-Image would make it at 1024 px): whitened, recorded, and the fixed image published."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from conftest import SHARED
+    from zimage_assets.assets.prompts import product_prompts
+    from zimage_assets.domain.specs import build_spec
+    from zimage_assets.domain.storage_keys import image_key
+
+    templates = tmp_path / "templates.yaml"
+    templates.write_text(
+        'version: "t-1024"\nviews:\n  front: {width: 1024, height: 1024, prompt: "Studio photo of {subject}, front view."}\n'
+        '  side: {width: 1024, height: 1024, prompt: "Studio photo of {subject}, side view."}\ncategories:\n  "*": [front, side]\n',
+        encoding="utf-8",
+    )
+    catalog = tmp_path / "bag.csv"
+    catalog.write_text("sku,title,category,color\nBAG-1,Canvas Tote,Gear/Bags,Black\n", encoding="utf-8")
+    project = _project(monkeypatch, instance, ZIMAGE_QUALITY_MODE="strict", ZIMAGE_TEMPLATES=str(templates))
+    project.ingest(catalog, fmt="generic")
+    (batch_id,) = project.mint(skus=["BAG-1"])
+    instance.add_dynamic_partitions("batches", [batch_id])
+    dg.materialize([product_prompts], partition_key=batch_id, resources=project.resources, instance=instance)
+
+    from zimage_assets.domain.compliance import analyse_layout
+
+    photo = Image.open(SHARED / "photos" / "magento" / "wb01-black-0.jpg").convert("RGB")
+    x0, y0, x1, y1 = analyse_layout(np.asarray(photo)).box
+    margin = (y1 - y0) // 18  # the bag fills about 90% of the frame's height
+    photo = photo.crop((x0 - margin, y0 - margin, x1 + margin, y1 + margin))
+    photo = photo.resize((round(photo.width * 1024 / photo.height), 1024), Image.Resampling.LANCZOS)
+    canvas = Image.new("RGB", (1024, 1024), "white")
+    canvas.paste(photo, ((1024 - photo.width) // 2, 0))
+    off_white = Image.fromarray(np.clip(np.asarray(canvas).astype(int) - 12, 0, 255).astype(np.uint8))
+    buffer = io.BytesIO()
+    off_white.save(buffer, format="PNG")
+    data = buffer.getvalue()
+    import hashlib
+
+    sha = hashlib.sha256(data).hexdigest()
+    project.store.put(image_key(sha), data, "image/png")
+    model = project.resources["generator"].model_info()
+    for item in project.state_db.batch_items(batch_id):
+        spec = build_spec(model, prompt=item["prompt"], negative_prompt=item["negative_prompt"] or "", width=1024, height=1024, seed=item["seed"])
+        project.resources["result_cache"].remember(spec.spec_hash, {"storage_key": image_key(sha), "sha256": sha, "width": 1024, "height": 1024, "seconds": 0.0})
+
+    result = _run_with_checks(project, batch_id)
+    images = metadata_of(result, "product_images")
+    assert (images["generated"], images["cache_hits"], images["fixed_images"]) == (0, 2, 2)
+    final = {f["view"]: f for f in project.state_db.final_verdicts(batch_id)}
+    assert final["front"]["verdict"] == "PASS" and final["side"]["verdict"] == "PASS", final
+    assert "whitened_background" in final["front"]["scores"]["fixes"] and final["front"]["scores"]["profile"] == "main"
+    assert final["side"]["scores"]["fixes"] == ["whitened_background"] and final["side"]["scores"]["profile"] == "studio"
+
+    fixes = project.state_db.fixes(batch_id)
+    current = {r["view"]: r for r in project.state_db.current_images(["BAG-1"])}
+    for view in ("front", "side"):
+        fix = fixes[("BAG-1", view, 0)]
+        assert fix["source_key"] == image_key(sha) and current[view]["sha256"] == fix["sha256"] != sha
+        published = np.asarray(Image.open(io.BytesIO(project.store.get(current[view]["public_key"]))).convert("RGB"))
+        assert (published[:5] == 255).all() and (published[:, :5] == 255).all()  # pure white border
+    assert project.state_db.receipts(batch_id)[0]["sha256"] == sha  # the receipt keeps the generated image
+    compliance = _check_results(result)["marketplace_compliance"]
+    assert compliance.passed and compliance.metadata["fixes_applied"].value["whitened_background"] == 2

@@ -247,7 +247,7 @@ def _print_locations(settings: Settings, batch_ids: list[str]) -> None:
     root = os.environ.get("ZIMAGE_PROJECT_ROOT") or str(Path.cwd())
     print("\nWhere things are:")
     print(f"  image store         {store.location()}")
-    print(f"  published images    {store.url('public')}")
+    print(f"  published images    {store.location().rstrip('/')}/public")
     for batch_id in batch_ids:
         from zimage_assets.domain.storage_keys import batch_file_key
 

@@ -306,6 +306,7 @@ class _Judge:
         self.latest: dict[tuple[str, str], dict] = {}
         self.retry: dict[tuple[str, str], bool] = {}
         self.fixed = 0
+        self._stored_fixes: dict | None = None  # fixes an earlier run recorded (read once, on resume)
 
     def judge(self, keys, attempts, data: bytes, storage_key: str, spec: GenerationSpec | None, expected=None) -> Image.Image:
         view = keys[0][1]
@@ -344,7 +345,9 @@ class _Judge:
 
     def remember(self, key, attempt: int, verdict: dict, data: bytes) -> Image.Image:
         """A verdict stored by an earlier run for the same image (the gates are deterministic)."""
-        fixed = self.state_db.fixes(self.batch_id).get((*key, attempt)) if verdict["scores"].get("fixes") else None
+        if verdict["scores"].get("fixes") and self._stored_fixes is None:
+            self._stored_fixes = self.state_db.fixes(self.batch_id)
+        fixed = self._stored_fixes.get((*key, attempt)) if verdict["scores"].get("fixes") else None
         retry = verdict["verdict"] != PASS and bool(verdict["scores"].get("regenerable"))
         self._keep(key, attempt, verdict, retry)
         return Image.open(io.BytesIO(self.store.get(fixed["storage_key"]) if fixed else data))
