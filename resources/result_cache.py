@@ -49,9 +49,6 @@ class ResultCache(ConfigurableResource):
         total = hits + misses
         return {**self._stats, "hit_rate": round(hits / total, 4) if total else 0.0}
 
-    def reset_stats(self) -> None:
-        self._stats.update(hits=0, misses=0, errors=0)
-
     def describe(self) -> str:
         raise NotImplementedError
 

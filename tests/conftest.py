@@ -12,6 +12,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+# Fixtures that start private servers (SeaweedFS, Redis, PostgreSQL, Pushgateway) live in servers.py.
+pytest_plugins = ["servers"]
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # any hub access raises instead of downloading
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 

@@ -20,20 +20,7 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import REPO, metadata_of
-from servers import (  # noqa: F401 - fixtures
-    counting_project,
-    dagster_pg_env,
-    free_port,
-    generator_calls,
-    port_open,
-    private_postgres,
-    private_redis,
-    promtool,
-    s3_env,
-    s3_fault_proxy,
-    seaweedfs,
-    wait_until,
-)
+from servers import counting_project, dagster_pg_env, free_port, generator_calls, port_open, promtool, wait_until
 
 HOODIES = ["MH01-XS-Black", "MH01-S-Black", "MH01-XS-Gray"]
 

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import REPO, metadata_of
-from servers import promtool, pushgateway  # noqa: F401 - fixtures
+from servers import promtool
 from zimage_assets.domain.cost import LATENCY_BUCKETS, batch_cost, cost_of, cumulative, latency_counts, per_1000
 
 HOODIES = ["MH01-XS-Black", "MH01-S-Black", "MH01-XS-Gray"]

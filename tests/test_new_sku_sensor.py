@@ -16,7 +16,6 @@ import pytest
 from daemon_harness import evaluate_sensor
 
 from conftest import metadata_of
-from servers import s3_env, seaweedfs  # noqa: F401 (fixtures: a real S3 on loopback)
 
 
 def write_catalog(path, rows, header=("sku", "title", "category", "color", "price")):

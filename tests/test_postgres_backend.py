@@ -12,7 +12,7 @@ import yaml
 from resources.state_db import sqlalchemy_url
 
 from conftest import REPO, Project, metadata_of
-from servers import dagster_pg_env, shared_postgres_database  # noqa: F401 - fixture
+from servers import dagster_pg_env
 
 HOODIES = ["MH01-XS-Black", "MH01-S-Black", "MH01-XS-Gray"]
 DEPLOY_CONFIG = REPO / "deploy" / "dagster.postgres.yaml"

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
-import pytest
 
 from conftest import metadata_of
 from resources.generator import GeneratorError, ZImageGenerator

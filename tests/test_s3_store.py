@@ -13,7 +13,7 @@ import pytest
 
 from conftest import SAMPLE_CATALOG, metadata_of
 from resources.image_store import StoreError
-from servers import counting_project, generator_calls, s3_env, seaweedfs  # noqa: F401 - fixtures
+from servers import counting_project, generator_calls
 
 HOODIES = ["MH01-XS-Black", "MH01-S-Black", "MH01-XS-Gray"]
 

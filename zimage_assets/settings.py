@@ -87,19 +87,19 @@ class Settings:
             models_dir=env.get("ZIMAGE_MODELS_DIR") or str(home / "models"),
             device=env.get("ZIMAGE_DEVICE") or "auto",
             dtype=env.get("ZIMAGE_DTYPE") or "auto",
-            batch_size=_positive_int(env, "ZIMAGE_BATCH_SIZE", 4),
+            batch_size=_int(env, "ZIMAGE_BATCH_SIZE", 4),
             templates_path=env.get("ZIMAGE_TEMPLATES") or str(DEFAULT_TEMPLATES),
             catalog_source=env.get("ZIMAGE_CATALOG_SOURCE") or str(SAMPLE_CATALOG),
-            max_items_per_batch=_positive_int(env, "ZIMAGE_MAX_ITEMS_PER_BATCH", 200),
+            max_items_per_batch=_int(env, "ZIMAGE_MAX_ITEMS_PER_BATCH", 200),
             gpu_pool=env.get("ZIMAGE_GPU_POOL") or f"gpu-{_pool_suffix(model)}",
             s3_endpoint_url=env.get("ZIMAGE_S3_ENDPOINT_URL") or "",
             s3_region=env.get("ZIMAGE_S3_REGION") or "",
             s3_access_key_id=env.get("ZIMAGE_S3_ACCESS_KEY_ID") or "",
             s3_secret_access_key=env.get("ZIMAGE_S3_SECRET_ACCESS_KEY") or "",
             s3_addressing_style=_choice(env, "ZIMAGE_S3_ADDRESSING_STYLE", ("auto", "path", "virtual")),
-            s3_max_attempts=_positive_int(env, "ZIMAGE_S3_MAX_ATTEMPTS", 5),
-            presign_expiry_seconds=_positive_int(env, "ZIMAGE_PRESIGN_EXPIRY_SECONDS", 7 * 24 * 3600),
-            cache_ttl_seconds=_positive_int(env, "ZIMAGE_CACHE_TTL_SECONDS", 90 * 24 * 3600),
+            s3_max_attempts=_int(env, "ZIMAGE_S3_MAX_ATTEMPTS", 5),
+            presign_expiry_seconds=_int(env, "ZIMAGE_PRESIGN_EXPIRY_SECONDS", 7 * 24 * 3600),
+            cache_ttl_seconds=_int(env, "ZIMAGE_CACHE_TTL_SECONDS", 90 * 24 * 3600),
             cache_key_prefix=env.get("ZIMAGE_CACHE_KEY_PREFIX") or "zimage:result:",
             pushgateway_url=env.get("ZIMAGE_PUSHGATEWAY_URL") or "",
             metrics_file=env.get("ZIMAGE_METRICS_FILE", str(home / "metrics.prom")),
@@ -112,7 +112,7 @@ class Settings:
         return {f.name: "***" if "secret" in f.name and getattr(self, f.name) else str(getattr(self, f.name)) for f in fields(self)}
 
 
-def _positive_int(env: dict[str, str], name: str, default: int) -> int:
+def _int(env: dict[str, str], name: str, default: int, minimum: int = 1) -> int:
     raw = env.get(name)
     if not raw:
         return default
@@ -120,8 +120,8 @@ def _positive_int(env: dict[str, str], name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise ValueError(f"{name}={raw!r} is not an integer") from None
-    if value < 1:
-        raise ValueError(f"{name}={raw!r} must be at least 1")
+    if value < minimum:
+        raise ValueError(f"{name}={raw!r} must be at least {minimum}")
     return value
 
 
@@ -195,7 +195,7 @@ def _operations_settings(env: dict[str, str]) -> dict:
             raise ValueError(f"{name} must be more than 0")
     return {
         "sla_hours": sla_hours,
-        "refresh_max_age_days": _non_negative_int(env, "ZIMAGE_REFRESH_MAX_AGE_DAYS", 180),
+        "refresh_max_age_days": _int(env, "ZIMAGE_REFRESH_MAX_AGE_DAYS", 180, minimum=0),
         "seconds_per_image": seconds_per_image,
         "refresh_budget_usd": _non_negative_float(env, "ZIMAGE_REFRESH_BUDGET_USD", 0.0),
         "alert_webhook_urls": alert_urls,
@@ -203,7 +203,7 @@ def _operations_settings(env: dict[str, str]) -> dict:
         "webhook_secret": secret,
         "webhook_allowed_hosts": allowed,
         "webhook_allow_loopback": allow_loopback,
-        "retention_days": _positive_int(env, "ZIMAGE_RETENTION_DAYS", 90),
+        "retention_days": _int(env, "ZIMAGE_RETENTION_DAYS", 90),
     }
 
 
@@ -218,19 +218,6 @@ def _flag(env: dict[str, str], name: str) -> bool:
     if raw in ("1", "true", "yes", "on"):
         return True
     raise ValueError(f"{name}={raw!r}: use true or false")
-
-
-def _non_negative_int(env: dict[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not an integer") from None
-    if value < 0:
-        raise ValueError(f"{name}={raw!r} must be at least 0")
-    return value
 
 
 # ---- safety and quality gates ----
@@ -251,10 +238,10 @@ def _quality_settings(env: dict[str, str], model: str) -> dict:
         raise ValueError("ZIMAGE_NSFW_REVIEW must not be above ZIMAGE_NSFW_BLOCK")
     return {
         "quality_mode": mode,
-        "max_attempts": _positive_int(env, "ZIMAGE_MAX_ATTEMPTS", 3),
+        "max_attempts": _int(env, "ZIMAGE_MAX_ATTEMPTS", 3),
         "view_profiles": env.get("ZIMAGE_VIEW_PROFILES") or "",
         "max_block_share": shares["ZIMAGE_MAX_BLOCK_SHARE"],
-        "prompt_max_chars": _positive_int(env, "ZIMAGE_PROMPT_MAX_CHARS", 1000),
+        "prompt_max_chars": _int(env, "ZIMAGE_PROMPT_MAX_CHARS", 1000),
         "safety_terms_dir": env.get("ZIMAGE_SAFETY_TERMS_DIR") or "",
         "nsfw_review_threshold": shares["ZIMAGE_NSFW_REVIEW"],
         "nsfw_block_threshold": shares["ZIMAGE_NSFW_BLOCK"],

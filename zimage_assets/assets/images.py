@@ -264,10 +264,6 @@ class _BatchWriter:
             shown = self.judge.remember(key, attempt, verdict, data)
         self._keep_thumbnail(key, shown)
 
-    def add_thumbnail(self, key: tuple[str, str], storage_key: str) -> None:
-        if len(self.thumbnails) < CONTACT_SHEET_MAX:
-            self._keep_thumbnail(key, Image.open(io.BytesIO(self.store.get(storage_key))))
-
     def _keep_thumbnail(self, key: tuple[str, str], image: Image.Image) -> None:
         if len(self.thumbnails) < CONTACT_SHEET_MAX or key in self.thumbnails:  # a later attempt replaces its own
             thumb = image.convert("RGB")

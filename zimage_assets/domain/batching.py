@@ -6,7 +6,6 @@ so that a SKU is complete (or not) as a whole.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Sequence
@@ -15,7 +14,6 @@ BATCH_KINDS = ("new", "manual", "refresh")
 # Dagster's run queue runs higher numbers first.
 PRIORITY_TAG_VALUES = {"high": 10, "normal": 0, "low": -10}
 DEFAULT_PRIORITY = {"new": "high", "manual": "normal", "refresh": "low"}
-_BATCH_ID = re.compile(r"^(new|manual|refresh)-[0-9T-]+-\d{4,}$")
 
 
 @dataclass(frozen=True)
@@ -54,10 +52,6 @@ def batch_id_prefix(kind: str, now: datetime) -> str:
 
 def batch_id(prefix: str, sequence: int) -> str:
     return f"{prefix}-{sequence:04d}"
-
-
-def is_batch_id(value: str) -> bool:
-    return bool(_BATCH_ID.match(value))
 
 
 def priority_tag(priority: str) -> str:

@@ -8,7 +8,7 @@ served mostly from the cache is cheap per image, as it really is.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 # Upper bounds (seconds per image) of the inference latency histogram: from a small image on an
@@ -24,9 +24,6 @@ class BatchCost:
     gpu_hour_price_usd: float
     cost_usd: float
     cost_per_1000_images_usd: float
-
-    def as_metadata(self) -> dict[str, float | int]:
-        return {k: v for k, v in asdict(self).items() if k != "images"}
 
 
 def generated_images(receipts: Iterable[Mapping[str, Any]]) -> dict[tuple[str, int], float]:

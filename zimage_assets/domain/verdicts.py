@@ -120,22 +120,11 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def batch_is_broken(rows: Sequence[Mapping[str, Any]], max_block_share: float, min_items: int = 1) -> bool:
-    """A batch as a whole is broken when more than `max_block_share` of its items are BLOCK.
-
-    One bad item never fails a batch: this is for the case where the model, the templates or
-    the catalog are wrong for everything (e.g. a model that yields black images).
-    """
-    summary = summarise(rows)
-    return summary["total"] >= min_items and summary["block_share"] > max_block_share
-
-
 # Which gate each image reason code belongs to (for the per-gate asset checks).
 SAFETY_CODES = frozenset({"nsfw", "nsfw_suspect"})
 COMPLIANCE_CODES = frozenset(
     {"too_small_for_profile", "no_product_found", "background_not_white", "product_cut_off", "product_too_small", "not_square"}
 )
-NOT_QUALITY_CODES = SAFETY_CODES | COMPLIANCE_CODES | {"prompt_review"}
 
 
 def gate_of(code: str) -> str:
