@@ -19,10 +19,10 @@ from resources.prompt_templates import PromptTemplates
 from resources.service_levels import ServiceLevels
 from resources.state_db import StateDB, utcnow
 from zimage_assets.assets.images import product_images
-from zimage_assets.domain.batching import plan_batches
 from zimage_assets.domain.refresh import REASONS, build_quote, month_of, reasons_of, refresh_batch_prefix
 from zimage_assets.domain.templates import TemplateError
 from zimage_assets.metadata import markdown_table
+from zimage_assets.minting import mint_batches
 
 SAMPLE_ROWS = 20
 
@@ -128,23 +128,22 @@ def mint_refresh(
     if not due:
         context.log.info(f"{quote['month']}: nothing is due")
         return []
-    templates = prompt_templates.load()
-    plan = plan_batches(((r["sku"], templates.views_for_category(r["category"])) for r in due), prompt_templates.max_items_per_batch)
     reasons = {r["sku"]: r["reasons"] for r in due}
-    minted = []
-    for items in plan:
-        skus = list(dict.fromkeys(i.sku for i in items))
-        counts = {reason: sum(1 for s in skus if reason in reasons[s]) for reason in REASONS}
-        minted.append(
-            state_db.mint_batch(
-                kind="refresh",
-                priority="low",
-                items=items,
-                template_version=templates.version,
-                selection={"by": "monthly_refresh", "month": quote["month"], "reasons": counts, "run_id": context.run_id},
-            )
-        )
-    context.add_output_metadata({"batches": dg.MetadataValue.json(minted), "skus": len(due), "images": sum(len(p) for p in plan)})
+    minted = mint_batches(
+        state_db,
+        prompt_templates.load(),
+        ((r["sku"], r["category"]) for r in due),
+        kind="refresh",
+        priority="low",
+        max_items=prompt_templates.max_items_per_batch,
+        selection=lambda skus: {
+            "by": "monthly_refresh",
+            "month": quote["month"],
+            "reasons": {reason: sum(1 for s in skus if reason in reasons[s]) for reason in REASONS},
+            "run_id": context.run_id,
+        },
+    )
+    context.add_output_metadata({"batches": dg.MetadataValue.json(minted), "skus": len(due), "images": sum(state_db.batch(b)["item_count"] for b in minted)})
     context.log.info(f"{quote['month']}: minted {len(minted)} refresh batch(es) for {len(due)} SKUs")
     return minted
 

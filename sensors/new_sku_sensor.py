@@ -29,8 +29,9 @@ from resources.prompt_templates import PromptTemplates
 from resources.service_levels import ServiceLevels
 from resources.state_db import StateDB
 from sensors.batch_launcher import LAUNCHED_BY_NEW_SKU_SENSOR, launch_minted
-from zimage_assets.domain.batching import PRIORITY_TAG_VALUES, plan_batches
+from zimage_assets.domain.batching import PRIORITY_TAG_VALUES
 from zimage_assets.domain.sla import batch_deadline
+from zimage_assets.minting import mint_batches
 from zimage_assets.settings import SAMPLE_CATALOG, Settings
 
 MAX_NEW_SKUS_PER_TICK = 5000  # a backlog (a whole new catalog) drains over several ticks
@@ -90,23 +91,22 @@ def mint_new_and_changed(
     rows = state_db.skus_needing_images(limit)
     if not rows:
         return [], True
-    templates = prompt_templates.load()
     by_sku = {r["sku"]: r for r in rows}
-    plan = plan_batches(((r["sku"], templates.views_for_category(r["category"])) for r in rows), prompt_templates.max_items_per_batch)
-    minted = []
-    for items in plan:
-        skus = list(dict.fromkeys(i.sku for i in items))
+
+    def describe(skus: list[str]) -> dict:
         changed = sum(1 for s in skus if by_sku[s]["has_image"])
-        minted.append(
-            state_db.mint_batch(
-                kind="new",
-                priority="high",
-                items=items,
-                template_version=templates.version,
-                selection={"by": "new_sku_sensor", "new_skus": len(skus) - changed, "changed_skus": changed},
-                deadline=batch_deadline((by_sku[s]["last_changed"] for s in skus), sla_hours),
-            )
-        )
+        return {"by": "new_sku_sensor", "new_skus": len(skus) - changed, "changed_skus": changed}
+
+    minted = mint_batches(
+        state_db,
+        prompt_templates.load(),
+        ((r["sku"], r["category"]) for r in rows),
+        kind="new",
+        priority="high",
+        max_items=prompt_templates.max_items_per_batch,
+        selection=describe,
+        deadline=lambda skus: batch_deadline((by_sku[s]["last_changed"] for s in skus), sla_hours),
+    )
     if log is not None:
         changed = sum(1 for r in rows if r["has_image"])
         log.info(
