@@ -33,6 +33,9 @@ class MintConfig(dg.Config):
     max_items_per_batch: int = Field(default=0, ge=0, description="0 = ZIMAGE_MAX_ITEMS_PER_BATCH")
     priority: str = Field(default="normal", description=f"One of {sorted(PRIORITY_TAG_VALUES)}")
     kind: str = Field(default="manual", description=f"One of {BATCH_KINDS}")
+    callback_url: str = Field(
+        default="", description="Also post this batch's completion here (its host must be in ZIMAGE_WEBHOOK_ALLOWED_HOSTS)"
+    )
 
 
 @dg.op(out=dg.Out(list))

@@ -118,3 +118,12 @@ def test_the_launcher_sensor_launches_each_minted_batch_once_with_its_priority(p
 
 def test_generate_job_targets_the_batch_assets():
     assert generate_batch_job.partitions_def.name == "batches"
+
+
+def test_a_batch_can_carry_its_own_callback_url(project):
+    import json
+
+    project.ingest()
+    (batch_id,) = project.mint(skus=["MH01-XS-Black"], callback_url="https://shop.example.com/hooks/images")
+    selection = json.loads(project.state_db.batch(batch_id)["selection"])
+    assert selection["callback_url"] == "https://shop.example.com/hooks/images"

@@ -64,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     mint.add_argument("--limit", type=int, default=0, help="at most N SKUs")
     mint.add_argument("--max-items", type=int, default=0, help="items per batch (default ZIMAGE_MAX_ITEMS_PER_BATCH)")
     mint.add_argument("--priority", default="normal", choices=["high", "normal", "low"])
+    mint.add_argument("--callback-url", default="", help="post the batches' completion here too (allowed hosts only)")
     mint.add_argument("--run", action="store_true", help="generate the batches now in this process")
     mint.set_defaults(handler=cmd_mint)
 
@@ -105,6 +106,7 @@ def cmd_mint(args, settings: Settings) -> int:
         "limit": args.limit,
         "max_items_per_batch": args.max_items,
         "priority": args.priority,
+        "callback_url": args.callback_url,
     }
     batch_ids = _mint(settings, config)
     if args.run:
