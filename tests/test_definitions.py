@@ -69,3 +69,12 @@ def test_every_setting_is_documented_in_the_readme():
     names = set(re.findall(r"# (ZIMAGE_[A-Z0-9_]+):", settings_source))
     assert len(names) > 30
     assert sorted(n for n in names if f"`{n}`" not in readme) == []
+
+
+def test_the_production_instance_config_differs_only_in_storage():
+    import yaml
+
+    embedded = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    production = yaml.safe_load((REPO / "deploy" / "dagster.postgres.yaml").read_text())
+    assert production.pop("storage")["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
+    assert production == embedded
