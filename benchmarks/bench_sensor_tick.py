@@ -131,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     from jobs import ALL_JOBS
     from resources import build_resources
     from sensors import ALL_SCHEDULES, ALL_SENSORS
-    from sensors.new_sku_sensor import catalog_drop_sensor, new_sku_sensor
+    from sensors.catalog_drops import catalog_drop_sensor
+    from sensors.new_skus import new_sku_sensor
     from zimage_assets.assets import ALL_ASSETS
     from zimage_assets.checks import ALL_CHECKS
     from zimage_assets.settings import Settings

@@ -11,8 +11,7 @@ from zimage_assets.assets.images import product_images
 from zimage_assets.assets.prompts import product_prompts
 from zimage_assets.assets.publish import published_images
 from zimage_assets.domain.batching import BATCH_KINDS, PRIORITY_TAG_VALUES
-from zimage_assets.domain.templates import TemplateError
-from zimage_assets.minting import mint_batches
+from zimage_assets.minting import mint_selection
 from zimage_assets.partitions import batch_partitions
 
 ingest_catalog_job = dg.define_asset_job("ingest_catalog", selection=[sku_catalog], description="Read a catalog export into the SKU table")
@@ -43,10 +42,7 @@ def mint_batches_op(context: dg.OpExecutionContext, config: MintConfig, state_db
     """Mint batches for the chosen SKUs and register them as partitions (a sensor launches them)."""
     if not (config.skus or config.category or config.without_current_image):
         raise dg.Failure(description="choose SKUs: give skus, a category, or without_current_image: true", allow_retries=False)
-    try:
-        templates = prompt_templates.load()
-    except TemplateError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    prompt_templates.load_or_fail()  # a broken template file fails before the SKU table is read
     chosen = state_db.select_skus(
         skus=config.skus, category=config.category, without_current_image=config.without_current_image, limit=config.limit or None
     )
@@ -56,13 +52,13 @@ def mint_batches_op(context: dg.OpExecutionContext, config: MintConfig, state_db
     if not chosen:
         context.log.info("no SKU matched the selection: nothing minted")
         return []
-    batch_ids = mint_batches(
+    batch_ids = mint_selection(
         state_db,
-        templates,
+        prompt_templates,
         chosen,
         kind=config.kind,
         priority=config.priority,
-        max_items=config.max_items_per_batch or prompt_templates.max_items_per_batch,
+        max_items=config.max_items_per_batch,
         selection=config.model_dump(),
     )
     context.instance.add_dynamic_partitions(batch_partitions.name, batch_ids)

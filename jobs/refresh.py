@@ -19,10 +19,9 @@ from resources.prompt_templates import PromptTemplates
 from resources.service_levels import ServiceLevels
 from resources.state_db import StateDB, utcnow
 from zimage_assets.assets.images import product_images
-from zimage_assets.domain.refresh import REASONS, build_quote, month_of, reasons_of, refresh_batch_prefix
-from zimage_assets.domain.templates import TemplateError
+from zimage_assets.domain.refresh import build_quote, month_of, reasons_of, refresh_batch_prefix
 from zimage_assets.metadata import markdown_table
-from zimage_assets.minting import mint_batches
+from zimage_assets.minting import mint_refresh as mint_refresh_batches
 
 SAMPLE_ROWS = 20
 
@@ -51,10 +50,7 @@ def quote_refresh(
     """What is due this month and what it will cost, before any GPU work."""
     now = utcnow()
     month = month_of(now)
-    try:
-        templates = prompt_templates.load()
-    except TemplateError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    templates = prompt_templates.load_or_fail()
     model = generator.model_info()  # names the model; loads no weights
     max_age = service_levels.refresh_max_age_days
     due = state_db.refresh_candidates(
@@ -128,21 +124,7 @@ def mint_refresh(
     if not due:
         context.log.info(f"{quote['month']}: nothing is due")
         return []
-    reasons = {r["sku"]: r["reasons"] for r in due}
-    minted = mint_batches(
-        state_db,
-        prompt_templates.load(),
-        ((r["sku"], r["category"]) for r in due),
-        kind="refresh",
-        priority="low",
-        max_items=prompt_templates.max_items_per_batch,
-        selection=lambda skus: {
-            "by": "monthly_refresh",
-            "month": quote["month"],
-            "reasons": {reason: sum(1 for s in skus if reason in reasons[s]) for reason in REASONS},
-            "run_id": context.run_id,
-        },
-    )
+    minted = mint_refresh_batches(state_db, prompt_templates, due, month=quote["month"], run_id=context.run_id)
     context.add_output_metadata({"batches": dg.MetadataValue.json(minted), "skus": len(due), "images": sum(state_db.batch(b)["item_count"] for b in minted)})
     context.log.info(f"{quote['month']}: minted {len(minted)} refresh batch(es) for {len(due)} SKUs")
     return minted

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from resources.service_levels import ServiceLevels
 from resources.state_db import StateDB, utcnow
+from zimage_assets.domain.timestamps import iso_z
 from zimage_assets.partitions import batch_partitions
 
 CLOSED_STATUSES = ("published", "failed")
@@ -54,7 +55,7 @@ def retire_old_batch_partitions(
     context.log.info(f"{verb} {len(retire)} batch partition(s) created before {cutoff:%Y-%m-%d} ({len(busy)} skipped: a run is active)")
     context.add_output_metadata(
         {
-            "cutoff": cutoff.isoformat(timespec="seconds") + "Z",
+            "cutoff": iso_z(cutoff),
             "retired": 0 if config.dry_run else len(retire),
             "would_retire": len(retire),
             "skipped_active_runs": len(busy),

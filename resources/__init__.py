@@ -1,26 +1,43 @@
-"""Resources: the only code that touches the outside world (model, storage, cache, database).
+"""Resources: the only code that touches the outside world (model, storage, cache, database, ...).
 
-`build_resources` turns `Settings` (environment variables) into the resource instances that
-Dagster injects into assets, checks, sensors and jobs.
+This module is the one place that turns `Settings` (environment variables) into the resource
+instances Dagster injects into assets, checks, sensors and jobs: it picks each interface's
+backend (`image_store_from_url`, `result_cache_from_url`), builds the S3 connection with its
+secrets as `EnvVar`s, and hands every resource its configured values. No resource reads the
+settings itself.
 """
 
 from __future__ import annotations
 
-from zimage_assets.settings import Settings
+from dagster_aws.s3 import S3Resource
+
+from resources.catalog_source import CatalogSource
+from resources.embedded_cache import EmbeddedCache
+from resources.generator import ZImageGenerator
+from resources.image_safety import ImageSafety
+from resources.image_store import ImageStore
+from resources.local_image_store import LocalImageStore
+from resources.metrics_publisher import MetricsPublisher
+from resources.prompt_templates import PromptTemplates
+from resources.quality_gates import QualityGates
+from resources.redis_cache import RedisCache
+from resources.result_cache import ResultCache
+from resources.s3_image_store import MAX_PRESIGN_SECONDS, S3ImageStore
+from resources.service_levels import ServiceLevels
+from resources.state_db import StateDB
+from resources.webhooks import WebhookClient
+from zimage_assets.settings import Settings, as_env_var
+
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 def build_resources(settings: Settings) -> dict:
-    from resources.catalog_source import CatalogSource
-    from resources.generator import ZImageGenerator
-    from resources.image_store import image_store_from_url
-    from resources.prompt_templates import PromptTemplates
-    from resources.result_cache import result_cache_from_url
-    from resources.state_db import StateDB
-
+    """Every resource key the definitions use, configured from `settings`."""
+    s3 = s3_resource(settings)
     return {
         "state_db": StateDB(url=settings.db_url),
-        "image_store": image_store_from_url(settings.storage_url, settings.public_base_url, **_s3_store_options(settings)),
-        "result_cache": result_cache_from_url(settings.cache_url, str(settings.home / "cache.sqlite"), **_cache_options(settings)),
+        "image_store": image_store_from_url(settings.storage_url, settings.public_base_url, s3=s3, settings=settings),
+        "result_cache": result_cache_from_url(settings.cache_url, str(settings.home / "cache.sqlite"), settings=settings),
         "generator": ZImageGenerator(
             model=settings.model,
             revision=settings.model_revision,
@@ -30,59 +47,8 @@ def build_resources(settings: Settings) -> dict:
             dtype=settings.dtype,
             batch_size=settings.batch_size,
         ),
-        "catalog_source": CatalogSource(default_source=settings.catalog_source),
-        "prompt_templates": PromptTemplates(
-            path=settings.templates_path, max_items_per_batch=settings.max_items_per_batch
-        ),
-        **_operations_resources(settings),
-        **_metrics_resources(settings),
-        **_quality_resources(settings),
-    }
-
-
-# ---- production backends (S3 store, Redis cache, metrics, cost) ----
-
-
-def _s3_store_options(settings: Settings) -> dict:
-    """Endpoint, credentials (as EnvVars) and presign expiry for an s3:// store; nothing for a folder."""
-    if not settings.storage_url.startswith("s3://"):
-        return {}
-    from resources.s3_image_store import s3_store_options
-
-    return s3_store_options(settings)
-
-
-def _cache_options(settings: Settings) -> dict:
-    """TTL for every cache backend; the key prefix for Redis."""
-    options: dict = {"ttl_seconds": settings.cache_ttl_seconds}
-    if settings.cache_url.startswith(("redis://", "rediss://", "unix://")):
-        options["key_prefix"] = settings.cache_key_prefix
-    return options
-
-
-def _metrics_resources(settings: Settings) -> dict:
-    """Per-run cost accounting and metrics publication (text file and/or Pushgateway)."""
-    from resources.metrics import MetricsRecorder
-
-    return {
-        "metrics": MetricsRecorder(
-            gpu_hour_price_usd=settings.gpu_hour_price_usd,
-            textfile_path=settings.metrics_file,
-            pushgateway_url=settings.pushgateway_url,
-        )
-    }
-
-
-# ---- new SKUs, SLA, monthly refresh, alerts, retention ----
-
-
-def _operations_resources(settings: Settings) -> dict:
-    """Service levels for sensors, schedules, checks and reports; the webhook client for alerts."""
-    from resources.service_levels import ServiceLevels
-    from resources.webhooks import WebhookClient
-    from zimage_assets.settings import as_env_var
-
-    return {
+        "catalog_source": CatalogSource(default_source=settings.catalog_source, s3=s3, s3_addressing_style=settings.s3_addressing_style),
+        "prompt_templates": PromptTemplates(path=settings.templates_path, max_items_per_batch=settings.max_items_per_batch),
         "service_levels": ServiceLevels(
             sla_hours=settings.sla_hours,
             refresh_max_age_days=settings.refresh_max_age_days,
@@ -98,14 +64,59 @@ def _operations_resources(settings: Settings) -> dict:
             allowed_hosts=list(settings.webhook_allowed_hosts),
             allow_loopback=settings.webhook_allow_loopback,
         ),
+        "metrics": MetricsPublisher(textfile_path=settings.metrics_file, pushgateway_url=settings.pushgateway_url),
+        "quality_gates": quality_gates_from_settings(settings),
     }
 
 
-# ---- safety and quality gates ----
+def s3_resource(settings: Settings) -> S3Resource:
+    """The project's S3 connection (ZIMAGE_S3_*): endpoint, region, retries, credentials as EnvVars."""
+    return S3Resource(
+        endpoint_url=settings.s3_endpoint_url or None,
+        region_name=settings.s3_region or None,
+        aws_access_key_id=as_env_var("ZIMAGE_S3_ACCESS_KEY_ID", settings.s3_access_key_id),
+        aws_secret_access_key=as_env_var("ZIMAGE_S3_SECRET_ACCESS_KEY", settings.s3_secret_access_key),
+        max_attempts=settings.s3_max_attempts,
+    )
 
 
-def _quality_resources(settings: Settings) -> dict:
-    """The gates' policy and the NSFW classifier (loaded on first use)."""
-    from resources.quality_gates import quality_gates_from_settings
+def image_store_from_url(url: str, public_base_url: str = "", *, s3: S3Resource | None = None, settings: Settings | None = None) -> ImageStore:
+    """`/path`, `file:///path` -> a local folder; `s3://bucket/prefix` -> an S3-compatible store."""
+    if url.startswith("s3://"):
+        options = {}
+        if settings is not None:
+            options = {
+                "addressing_style": settings.s3_addressing_style,
+                "presign_expiry_seconds": min(settings.presign_expiry_seconds, MAX_PRESIGN_SECONDS),
+            }
+        return S3ImageStore.from_url(url, public_base_url=public_base_url, s3=s3, **options)
+    if url.startswith("file://"):
+        url = url[len("file://") :]
+    if "://" in url:
+        raise ValueError(f"ZIMAGE_STORAGE_URL={url!r}: use a folder path, file://..., or s3://bucket/prefix")
+    return LocalImageStore(root=url, public_base_url=public_base_url)
 
-    return {"quality_gates": quality_gates_from_settings(settings)}
+
+def result_cache_from_url(url: str, embedded_path: str, *, settings: Settings | None = None) -> ResultCache:
+    """`embedded` -> a SQLite file; `redis://...` / `rediss://...` / `unix://...` -> Redis."""
+    options = {"ttl_seconds": settings.cache_ttl_seconds} if settings is not None else {}
+    if url in ("", "embedded"):
+        return EmbeddedCache(path=embedded_path, **options)
+    if url.startswith(REDIS_SCHEMES):
+        if settings is not None:
+            options["key_prefix"] = settings.cache_key_prefix
+        return RedisCache(url=url, **options)
+    raise ValueError(f"ZIMAGE_CACHE_URL={url!r}: use 'embedded' or a redis:// URL")
+
+
+def quality_gates_from_settings(settings: Settings) -> QualityGates:
+    """The gates as configured by ZIMAGE_* variables (see zimage_assets/settings.py)."""
+    return QualityGates(
+        quality_mode=settings.quality_mode,
+        view_profiles=settings.view_profiles,
+        max_attempts=settings.max_attempts,
+        max_block_share=settings.max_block_share,
+        prompt_max_chars=settings.prompt_max_chars,
+        safety_terms_dir=settings.safety_terms_dir,
+        image_safety=ImageSafety(review_threshold=settings.nsfw_review_threshold, block_threshold=settings.nsfw_block_threshold),
+    )

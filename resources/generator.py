@@ -29,6 +29,7 @@ from dagster import ConfigurableResource, get_dagster_logger
 from pydantic import Field
 
 from zimage_assets.domain.specs import GenerationSpec, ModelInfo
+from zimage_assets.settings import DEFAULTS
 
 FLOW_MATCH_SHIFT_3 = "FlowMatchEulerDiscreteScheduler(shift=3.0)"
 
@@ -69,13 +70,13 @@ _PIPELINES_LOCK = threading.Lock()
 class ZImageGenerator(ConfigurableResource):
     """Z-Image text-to-image generation. See the README for every setting."""
 
-    model: str = Field(default="tiny", description="tiny | turbo | base | a hub id | a local folder")
+    model: str = Field(default=DEFAULTS["model"], description="tiny | turbo | base | a hub id | a local folder")
     revision: str = Field(default="", description="Hub revision (branch, tag or commit); '' = main")
     model_path: str = Field(default="", description="Local folder with the preset's weights")
     models_dir: str = Field(default="", description="Where the tiny model is built and kept")
-    device: str = Field(default="auto", description="auto | cuda | cuda:N | cpu | mps")
-    dtype: str = Field(default="auto", description="auto (bf16 on CUDA, fp32 on CPU) | bfloat16 | float32")
-    batch_size: int = Field(default=4, ge=1, description="Images per pipeline call")
+    device: str = Field(default=DEFAULTS["device"], description="auto | cuda | cuda:N | cpu | mps")
+    dtype: str = Field(default=DEFAULTS["dtype"], description="auto (bf16 on CUDA, fp32 on CPU) | bfloat16 | float32")
+    batch_size: int = Field(default=DEFAULTS["batch_size"], ge=1, description="Images per pipeline call")
     steps: int = Field(default=0, ge=0, description="Inference steps; 0 = the preset's")
     guidance_scale: float = Field(default=-1.0, description="CFG scale; negative = the preset's")
     max_sequence_length: int = Field(

@@ -18,12 +18,9 @@ import numpy as np
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from zimage_assets.domain.verdicts import BLOCK, REVIEW, Assessment, Finding
-
-# Calibrated in benchmarks/calibrate_quality.py (docs/quality.md): real clothed apparel photos,
-# including bare-chested male models in sportswear, stay below the REVIEW threshold.
-DEFAULT_REVIEW_THRESHOLD = 0.6
-DEFAULT_BLOCK_THRESHOLD = 0.85
+from zimage_assets.domain.gates import nsfw_findings
+from zimage_assets.domain.verdicts import Assessment
+from zimage_assets.settings import DEFAULTS
 
 _CLASSIFIERS: dict[str, object] = {}
 _LOCK = threading.Lock()
@@ -33,20 +30,11 @@ class ImageSafetyError(RuntimeError):
     """The classifier cannot be loaded or run; the message says what to do."""
 
 
-def nsfw_findings(score: float, review_threshold: float, block_threshold: float) -> list[Finding]:
-    """BLOCK at or above the block threshold, REVIEW at or above the review threshold."""
-    if score >= block_threshold:
-        return [Finding("nsfw", BLOCK, f"nsfw score {score:.3f} >= {block_threshold}")]
-    if score >= review_threshold:
-        return [Finding("nsfw_suspect", REVIEW, f"nsfw score {score:.3f} >= {review_threshold}")]
-    return []
-
-
 class ImageSafety(ConfigurableResource):
     """NSFW scoring of images (probability 0..1 from open_nsfw) with REVIEW / BLOCK thresholds."""
 
-    review_threshold: float = Field(default=DEFAULT_REVIEW_THRESHOLD, ge=0.0, le=1.0, description="nsfw score from which an image goes to REVIEW")
-    block_threshold: float = Field(default=DEFAULT_BLOCK_THRESHOLD, ge=0.0, le=1.0, description="nsfw score from which an image is BLOCKed")
+    review_threshold: float = Field(default=DEFAULTS["nsfw_review_threshold"], ge=0.0, le=1.0, description="nsfw score from which an image goes to REVIEW")
+    block_threshold: float = Field(default=DEFAULTS["nsfw_block_threshold"], ge=0.0, le=1.0, description="nsfw score from which an image is BLOCKed")
     threads: int = Field(default=0, ge=0, description="ONNX Runtime threads (0 = its default)")
 
     def classifier(self):

@@ -9,9 +9,12 @@ survive restarts. Each process builds its own `CollectorRegistry` (never the glo
 Three ways out, all with the same content:
 - `zimage-metrics` (zimage_assets/metrics_server.py) serves /metrics for Prometheus to scrape;
   live queue lengths need this one;
-- `MetricsRecorder.publish` after each product_images run: a Prometheus text file (the embedded
-  default, for node_exporter's textfile collector) and/or a push to a Pushgateway. Pushes replace
-  one group (`job`), so runs on many machines never add up twice.
+- `MetricsPublisher.publish` (resources/metrics_publisher.py) after each product_images run: a
+  Prometheus text file (the embedded default, for node_exporter's textfile collector) and/or a
+  push to a Pushgateway. Pushes replace one group (`job`), so runs on many machines never add up
+  twice.
+
+This module is the read side only: it computes, it never writes.
 
 Names and labels:
   zimage_requests_total{model,status,priority}   images asked for, by outcome (generated | cache_hit | already_stored)
@@ -34,17 +37,14 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
-from dagster import ConfigurableResource, get_dagster_logger
-from prometheus_client import CollectorRegistry, generate_latest, push_to_gateway, write_to_textfile
+from dagster import get_dagster_logger
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
-from pydantic import Field
 
-from zimage_assets.domain.cost import LATENCY_BUCKETS, batch_cost, cost_of, cumulative, generated_images, latency_counts
+from zimage_assets.domain.cost import LATENCY_BUCKETS, cumulative
 
 PRIORITIES = ("high", "normal", "low")
 REQUEST_STATUSES = ("generated", "cache_hit", "already_stored")
@@ -239,114 +239,3 @@ def exposition(state_db, instance=None) -> bytes:
     """The Prometheus text exposition of every metric, computed now."""
     registry, _ = build_registry(state_db, instance, min_interval_seconds=0)
     return generate_latest(registry)
-
-
-class MetricsRecorder(ConfigurableResource):
-    """Records each product_images run (what it made, what it cost) and publishes the metrics."""
-
-    gpu_hour_price_usd: float = Field(default=2.5, ge=0, description="Price of one GPU-hour (USD)")
-    textfile_path: str = Field(default="", description="Prometheus text file rewritten after each run ('' = none)")
-    pushgateway_url: str = Field(default="", description="Pushgateway that runs push to ('' = none)")
-    push_job: str = Field(default="zimage", description="Pushgateway job (one group: pushes replace each other)")
-    push_timeout_seconds: float = Field(default=5.0, gt=0)
-
-    def record_batch(
-        self,
-        context,
-        state_db,
-        *,
-        batch_id: str,
-        model_id: str,
-        device: str,
-        items: int,
-        generated: int,
-        cache_hits: int,
-        already_stored: int,
-        cache_stats: dict[str, Any],
-        generation_seconds: float,
-    ) -> dict[str, Any]:
-        """Save this run's row, publish the metrics, and return the cost figures as metadata."""
-        receipts = state_db.receipts(batch_id, latest_only=False)
-        cost = batch_cost(receipts, self.gpu_hour_price_usd)
-        latencies = list(_this_runs_images(context, receipts).values())
-        run_cost = cost_of(generation_seconds, self.gpu_hour_price_usd)
-        lookups = cache_stats.get("hits", 0) + cache_stats.get("misses", 0)
-        if generated or lookups or cache_stats.get("errors", 0):
-            # A run that only found everything already stored did nothing: it leaves no row, so
-            # re-running a finished batch changes no table.
-            self._save_run(
-                context, state_db, batch_id=batch_id, model_id=model_id, device=device, items=items, generated=generated,
-                cache_hits=cache_hits, cache_stats=cache_stats, already_stored=already_stored, generation_seconds=generation_seconds,
-                run_cost=run_cost, cost=cost, latencies=latencies,
-            )
-        self.publish(state_db, context.instance)
-        return {
-            "gpu_seconds": cost.gpu_seconds,
-            "gpu_hour_price_usd": self.gpu_hour_price_usd,
-            "cost_usd": cost.cost_usd,
-            "cost_per_1000_images_usd": cost.cost_per_1000_images_usd,
-            "run_gpu_seconds": round(generation_seconds, 4),
-            "run_cost_usd": run_cost,
-            "cache_lookups": lookups,
-            "cache_errors": int(cache_stats.get("errors", 0)),
-        }
-
-    def _save_run(
-        self, context, state_db, *, batch_id, model_id, device, items, generated, cache_hits, cache_stats, already_stored,
-        generation_seconds, run_cost, cost, latencies,
-    ) -> None:
-        batch = state_db.batch(batch_id) or {}
-        state_db.save_generation_run(
-            {
-                "run_id": context.run_id,
-                "batch_id": batch_id,
-                "model_id": model_id,
-                "priority": batch.get("priority") or priority_of(context.run.tags),
-                "device": device,
-                "finished_at": datetime.now(timezone.utc).replace(tzinfo=None),
-                "items": items,
-                "generated": generated,
-                # A hit is an image served from the cache (its entry found and the image still stored).
-                "cache_hits": cache_hits,
-                "cache_misses": max(0, int(cache_stats.get("hits", 0) + cache_stats.get("misses", 0)) - cache_hits),
-                "cache_errors": int(cache_stats.get("errors", 0)),
-                "already_stored": already_stored,
-                "gpu_seconds": round(generation_seconds, 4),
-                "gpu_hour_price_usd": self.gpu_hour_price_usd,
-                "cost_usd": run_cost,
-                "batch_cost_per_1000_images_usd": cost.cost_per_1000_images_usd,
-                "latency_counts": latency_counts(latencies),
-                "latency_sum": round(sum(latencies), 4),
-            }
-        )
-
-    def publish(self, state_db, instance=None) -> list[str]:
-        """Write the text file and/or push; a failure is a warning, never a failed run."""
-        if not (self.textfile_path or self.pushgateway_url):
-            return []
-        registry, _ = build_registry(state_db, instance, min_interval_seconds=0)
-        done = []
-        if self.textfile_path:
-            try:
-                Path(self.textfile_path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-                write_to_textfile(str(Path(self.textfile_path).expanduser()), registry)
-                done.append(self.textfile_path)
-            except OSError as exc:
-                get_dagster_logger().warning(f"metrics file {self.textfile_path} not written: {exc}")
-        if self.pushgateway_url:
-            try:
-                push_to_gateway(self.pushgateway_url, job=self.push_job, registry=registry, timeout=self.push_timeout_seconds)
-                done.append(self.pushgateway_url)
-            except Exception as exc:  # noqa: BLE001 - the Pushgateway being down must not fail a run
-                get_dagster_logger().warning(f"metrics not pushed to {self.pushgateway_url}: {exc}")
-        return done
-
-
-def _this_runs_images(context, receipts: list[dict[str, Any]]) -> dict[tuple[str, int], float]:
-    """Seconds per image the GPU made in this run: generated receipts written since the run started."""
-    record = context.instance.get_run_record_by_id(context.run_id)
-    start = record.start_time if record is not None else None
-    if start is None:
-        return generated_images(receipts)
-    started = datetime.fromtimestamp(start, timezone.utc).replace(tzinfo=None)
-    return generated_images(r for r in receipts if r["created_at"] >= started)

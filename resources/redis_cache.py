@@ -18,13 +18,14 @@ from dagster import get_dagster_logger
 from pydantic import Field, PrivateAttr
 
 from resources.result_cache import ResultCache
+from zimage_assets.settings import DEFAULTS
 
 
 class RedisCache(ResultCache):
     """Spec hash -> stored image, in Redis, with a TTL."""
 
     url: str = Field(description="redis://[user:password@]host:port/db, rediss://... or unix://...")
-    key_prefix: str = Field(default="zimage:result:", description="Prefix of every key this cache writes")
+    key_prefix: str = Field(default=DEFAULTS["cache_key_prefix"], description="Prefix of every key this cache writes")
     socket_timeout_seconds: float = Field(default=0.5, gt=0, description="Timeout of one Redis command")
     connect_timeout_seconds: float = Field(default=0.5, gt=0, description="Timeout of connecting to Redis")
     retry_after_seconds: float = Field(default=30.0, ge=0, description="After a failure, skip Redis this long")

@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 from dagster import ConfigurableResource, get_dagster_logger
 from pydantic import Field
 
+from zimage_assets.domain.timestamps import iso_z
 from zimage_assets.domain.webhooks import (
     DELIVERY_HEADER,
     EVENT_HEADER,
@@ -86,7 +87,7 @@ class WebhookClient(ConfigurableResource):
         URLs that break the rules are recorded as `refused` with the reason and never called.
         """
         body = json.dumps(
-            {"event": event, "id": event_id, "created_at": now.isoformat(timespec="seconds") + "Z", "data": dict(data)},
+            {"event": event, "id": event_id, "created_at": iso_z(now), "data": dict(data)},
             sort_keys=True,
             default=str,
             ensure_ascii=False,

@@ -1,15 +1,24 @@
-"""Sensors and schedules: what starts runs without a person."""
+"""Sensors and schedules: what starts runs without a person, one file per concern.
 
-from sensors.batch_launcher import minted_batches_sensor
+launcher.py      minted_batches_sensor: queues a run for every minted manual or refresh batch
+catalog_drops.py catalog_drop_sensor: each new catalog file in the watched location is ingested
+new_skus.py      new_sku_sensor: new and changed SKUs minted and launched at high priority
+alerts.py        run-failure alerts, batch-completion callbacks, webhook delivery
+schedules.py     monthly refresh, SLA watch, retention
+"""
 
-ALL_SENSORS = [minted_batches_sensor]
-ALL_SCHEDULES: list = []
+from sensors.alerts import batch_completion_sensor, run_failure_alert_sensor, webhook_delivery_sensor
+from sensors.catalog_drops import catalog_drop_sensor
+from sensors.launcher import minted_batches_sensor
+from sensors.new_skus import new_sku_sensor
+from sensors.schedules import monthly_refresh_schedule, retention_schedule, sla_watch_schedule
 
-# ---- new SKUs, SLA, monthly refresh, alerts, retention ----
-from sensors.alerts import batch_completion_sensor, run_failure_alert_sensor, webhook_delivery_sensor  # noqa: E402
-from sensors.housekeeping import retention_schedule, sla_watch_schedule  # noqa: E402
-from sensors.new_sku_sensor import catalog_drop_sensor, new_sku_sensor  # noqa: E402
-from sensors.refresh_schedule import monthly_refresh_schedule  # noqa: E402
-
-ALL_SENSORS += [catalog_drop_sensor, new_sku_sensor, run_failure_alert_sensor, batch_completion_sensor, webhook_delivery_sensor]
-ALL_SCHEDULES += [monthly_refresh_schedule, sla_watch_schedule, retention_schedule]
+ALL_SENSORS = [
+    minted_batches_sensor,
+    catalog_drop_sensor,
+    new_sku_sensor,
+    run_failure_alert_sensor,
+    batch_completion_sensor,
+    webhook_delivery_sensor,
+]
+ALL_SCHEDULES = [monthly_refresh_schedule, sla_watch_schedule, retention_schedule]

@@ -24,6 +24,7 @@ from resources.image_store import ImageStore
 from resources.state_db import StateDB, utcnow
 from resources.webhooks import WebhookClient
 from zimage_assets.domain.storage_keys import batch_file_key
+from zimage_assets.domain.timestamps import iso_z
 
 _ERROR_CHARS = 2000
 
@@ -31,10 +32,6 @@ _ERROR_CHARS = 2000
 def _batch_of(run: dg.DagsterRun, state_db: StateDB) -> dict | None:
     batch_id = run.tags.get("zimage/batch") or run.tags.get("dagster/partition")
     return state_db.batch(batch_id) if batch_id else None
-
-
-def _iso(moment) -> str | None:
-    return moment.isoformat(timespec="seconds") + "Z" if moment else None
 
 
 @dg.run_failure_sensor(
@@ -61,7 +58,7 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, state_db: Stat
         "partition": run.tags.get("dagster/partition"),
         "batch_id": batch["batch_id"] if batch else None,
         "batch_kind": batch["kind"] if batch else None,
-        "deadline": _iso(batch["deadline"]) if batch else None,
+        "deadline": iso_z(batch["deadline"]) if batch else None,
         "retry_number": int(run.tags.get("dagster/retry_number", "0")),
         "message": (context.failure_event.message or "")[:_ERROR_CHARS],
         "errors": [e[:_ERROR_CHARS] for e in errors[:5]],
@@ -103,9 +100,9 @@ def batch_completion_sensor(
         "kind": batch["kind"],
         "priority": batch["priority"],
         "status": batch["status"],
-        "created_at": _iso(batch["created_at"]),
-        "published_at": _iso(published_at),
-        "deadline": _iso(batch["deadline"]),
+        "created_at": iso_z(batch["created_at"]),
+        "published_at": iso_z(published_at),
+        "deadline": iso_z(batch["deadline"]),
         "sla_met": (published_at <= batch["deadline"]) if batch["deadline"] else None,
         "skus": batch["sku_count"],
         "items": batch["item_count"],

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import metadata_of
 from jobs.batch_jobs import generate_batch_job
-from sensors.batch_launcher import minted_batches_sensor
+from sensors.launcher import minted_batches_sensor
 
 
 def _write_catalog(path, rows):

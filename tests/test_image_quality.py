@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from conftest import SHARED
-from resources.image_safety import ImageSafety, nsfw_findings
+from resources.image_safety import ImageSafety
+from zimage_assets.domain.gates import nsfw_findings
 from resources.quality_gates import QualityGates
 from zimage_assets.domain import compliance, image_quality
 from zimage_assets.domain.image_quality import ImageLoadError, assess_quality, load_image

@@ -91,7 +91,7 @@ def batch_skus(project, batch_id):
 
 
 def test_a_dropped_file_is_ingested_once_per_version(watched, drops):
-    from sensors.new_sku_sensor import catalog_drop_sensor
+    from sensors.catalog_drops import catalog_drop_sensor
 
     catalog = write_catalog(drops / "catalog.csv", MUGS)
     (drop := drops / ".~lock.catalog.csv#").write_text("editor lock file")
@@ -113,7 +113,7 @@ def test_a_dropped_file_is_ingested_once_per_version(watched, drops):
 
 
 def test_a_file_still_being_written_waits(watched, drops):
-    from sensors.new_sku_sensor import catalog_drop_sensor
+    from sensors.catalog_drops import catalog_drop_sensor
 
     catalog = write_catalog(drops / "catalog.csv", MUGS)
     os.utime(catalog)  # modified just now
@@ -126,7 +126,7 @@ def test_a_file_still_being_written_waits(watched, drops):
 
 
 def test_a_malformed_drop_is_rejected_with_reasons_and_the_sensor_keeps_working(watched, drops):
-    from sensors.new_sku_sensor import catalog_drop_sensor
+    from sensors.catalog_drops import catalog_drop_sensor
 
     write_catalog(drops / "a_broken.csv", [["", "No SKU", "Gear/Misc", "Red", "1"], ["BAD\x00SKU", "Nul", "Gear/Misc", "Red", "1"]])
     first = tick(catalog_drop_sensor, watched)
@@ -149,7 +149,7 @@ def test_a_malformed_drop_is_rejected_with_reasons_and_the_sensor_keeps_working(
 def test_an_s3_prefix_is_watched_the_same_way(s3_env, seaweedfs, project_env, monkeypatch, instance):
     from conftest import Project
     from resources import build_resources
-    from sensors.new_sku_sensor import catalog_drop_sensor
+    from sensors.catalog_drops import catalog_drop_sensor
     from zimage_assets.settings import Settings
 
     bucket = s3_env()["bucket"]
@@ -177,7 +177,7 @@ def test_a_missing_watched_location_fails_the_tick_with_its_name(watched, drops)
     from dagster._core.errors import DagsterUserCodeExecutionError
 
     from resources.catalog_source import CatalogSourceError
-    from sensors.new_sku_sensor import catalog_drop_sensor
+    from sensors.catalog_drops import catalog_drop_sensor
 
     drops.rmdir()
     with pytest.raises((CatalogSourceError, DagsterUserCodeExecutionError), match="does not exist"):
@@ -189,7 +189,7 @@ def test_a_missing_watched_location_fails_the_tick_with_its_name(watched, drops)
 
 def test_new_skus_are_minted_high_priority_with_their_deadline_and_launched(watched, drops):
     from resources.state_db import utcnow
-    from sensors.new_sku_sensor import new_sku_sensor
+    from sensors.new_skus import new_sku_sensor
 
     watched.ingest(write_catalog(drops / "catalog.csv", MUGS), fmt="generic")
     before = utcnow()
@@ -209,7 +209,7 @@ def test_new_skus_are_minted_high_priority_with_their_deadline_and_launched(watc
 
 
 def test_quiet_ticks_launch_nothing_and_skip_the_scan(watched, drops):
-    from sensors.new_sku_sensor import new_sku_sensor
+    from sensors.new_skus import new_sku_sensor
 
     empty = tick(new_sku_sensor, watched)
     assert not empty.run_requests and empty.skip_message == "no new or changed SKUs"
@@ -223,7 +223,7 @@ def test_quiet_ticks_launch_nothing_and_skip_the_scan(watched, drops):
 
 
 def test_repeated_ticks_and_lost_cursors_never_mint_a_sku_twice(watched, drops):
-    from sensors.new_sku_sensor import new_sku_sensor
+    from sensors.new_skus import new_sku_sensor
 
     watched.ingest(write_catalog(drops / "catalog.csv", MUGS), fmt="generic")
     first = tick(new_sku_sensor, watched)
@@ -243,7 +243,8 @@ def test_repeated_ticks_and_lost_cursors_never_mint_a_sku_twice(watched, drops):
 
 
 def test_a_crash_between_minting_and_launching_is_repaired_by_the_next_tick(watched, drops):
-    from sensors.new_sku_sensor import mint_new_and_changed, new_sku_sensor
+    from sensors.new_skus import new_sku_sensor
+    from zimage_assets.minting import mint_new_and_changed
 
     watched.ingest(write_catalog(drops / "catalog.csv", MUGS), fmt="generic")
     # The tick that crashed: it minted (database written) and never returned its run requests.
@@ -259,7 +260,7 @@ def test_a_crash_between_minting_and_launching_is_repaired_by_the_next_tick(watc
 
 
 def test_changed_skus_are_detected_by_content_hash(watched, drops):
-    from sensors.new_sku_sensor import new_sku_sensor
+    from sensors.new_skus import new_sku_sensor
 
     watched.ingest(write_catalog(drops / "catalog.csv", MUGS), fmt="generic")
     first = tick(new_sku_sensor, watched)
@@ -281,7 +282,7 @@ def test_changed_skus_are_detected_by_content_hash(watched, drops):
 
 
 def test_a_backlog_drains_over_several_ticks(watched, drops, monkeypatch):
-    module = importlib.import_module("sensors.new_sku_sensor")  # the package exports the sensor under this name
+    module = importlib.import_module("sensors.new_skus")  # the package exports the sensor under this name
 
     monkeypatch.setattr(module, "MAX_NEW_SKUS_PER_TICK", 2)
     watched.ingest(write_catalog(drops / "catalog.csv", MUGS), fmt="generic")

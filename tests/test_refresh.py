@@ -131,7 +131,7 @@ def test_a_quote_over_budget_mints_nothing(project, published, tmp_path):
 
 
 def test_the_schedule_runs_once_a_month_on_the_first():
-    from sensors.refresh_schedule import monthly_refresh_schedule
+    from sensors.schedules import monthly_refresh_schedule
 
     assert monthly_refresh_schedule.cron_schedule == "0 2 1 * *"
     assert monthly_refresh_schedule.execution_timezone == "UTC"

@@ -19,7 +19,7 @@ def retain(project, **config):
 
 def test_old_partitions_go_and_history_stays(project, tmp_path):
     from resources.state_db import utcnow
-    from sensors.new_sku_sensor import new_sku_sensor
+    from sensors.new_skus import new_sku_sensor
     from zimage_assets.minting import mint_batches
 
     catalog = tmp_path / "cups.csv"

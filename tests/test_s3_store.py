@@ -161,24 +161,27 @@ def test_catalogs_can_be_read_from_s3(project_env, s3_env, seaweedfs, instance, 
 def test_list_s3_objects_gives_key_etag_size_and_time(project_env, s3_env, seaweedfs):
     from datetime import datetime, timedelta
 
-    from resources.s3_image_store import last_modified_utc, list_s3_objects, read_s3_uri
+    from resources import build_resources
+    from resources.s3 import last_modified_utc, list_s3_objects, read_s3_uri
+    from zimage_assets.settings import Settings
 
     env = s3_env()
+    s3 = build_resources(Settings.from_env())["catalog_source"].s3  # the project's S3 connection (ZIMAGE_S3_*)
     client = seaweedfs.client()
     for i in range(3):
         client.put_object(Bucket=env["bucket"], Key=f"drops/d{i}.csv", Body=b"x" * (i + 1))
     client.put_object(Bucket=env["bucket"], Key="elsewhere/e.csv", Body=b"e")
 
-    objects = list_s3_objects(f"s3://{env['bucket']}/drops/")
+    objects = list_s3_objects(f"s3://{env['bucket']}/drops/", s3, addressing_style="path")
     assert [(o["key"], o["size"]) for o in objects] == [("drops/d0.csv", 1), ("drops/d1.csv", 2), ("drops/d2.csv", 3)]
     assert all(len(o["etag"]) == 32 and o["last_modified"].tzinfo is not None for o in objects)
     assert objects[0]["uri"] == f"s3://{env['bucket']}/drops/d0.csv"
     assert abs(last_modified_utc(objects[0]) - datetime.utcnow()) < timedelta(minutes=5)  # naive UTC, as the tables keep
-    assert read_s3_uri(objects[2]["uri"]) == b"xxx"
+    assert read_s3_uri(objects[2]["uri"], s3, addressing_style="path") == b"xxx"
     with pytest.raises(StoreError, match="does not exist"):
-        list_s3_objects("s3://no-such-bucket-zimage/x")
+        list_s3_objects("s3://no-such-bucket-zimage/x", s3, addressing_style="path")
     with pytest.raises(ValueError, match="expected s3://bucket/prefix"):
-        list_s3_objects("http://example.com/x")
+        list_s3_objects("http://example.com/x", s3)
 
 
 def test_secrets_reach_dagster_as_env_vars(project_env, s3_env):

@@ -27,7 +27,7 @@ def with_sla(project, hours):
 
 def run_watch(project):
     from zimage_assets.assets.reports import catalog_coverage, sla_report
-    from zimage_assets.sla_checks import skus_within_sla
+    from zimage_assets.checks.reports import skus_within_sla
 
     result = dg.materialize([catalog_coverage, sla_report, skus_within_sla], resources=project.resources, instance=project.instance)
     (check,) = result.get_asset_check_evaluations()
@@ -82,7 +82,7 @@ def test_the_check_fails_when_a_sku_waits_longer_than_the_sla(project):
 
 
 def test_the_report_shows_attainment_throughput_and_cost(project, tmp_path):
-    from sensors.new_sku_sensor import new_sku_sensor
+    from sensors.new_skus import new_sku_sensor
 
     project.ingest(write_catalog(tmp_path / "cups.csv", CUPS[:2]), fmt="generic")
     (request,) = evaluate_sensor(new_sku_sensor, project).run_requests  # deadline = first seen + 2 h
@@ -108,7 +108,7 @@ def test_the_report_shows_attainment_throughput_and_cost(project, tmp_path):
 
 def test_a_batch_counts_from_its_first_publication(project):
     from resources.state_db import utcnow
-    from sensors.new_sku_sensor import new_sku_sensor
+    from sensors.new_skus import new_sku_sensor
     from zimage_assets.domain.sla import attainment_by_day
 
     ingest_at(project, CUPS[:1], hours_ago=3)  # due an hour ago

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from resources.image_store import LocalImageStore, StoreError
+from resources.image_store import StoreError
+from resources.local_image_store import LocalImageStore
 from zimage_assets.domain.storage_keys import public_image_key, safe_segment, sku_key, validate_key
 
 HOSTILE = ["../../etc/x", "a/b", "a_b", "a b", "with space", "ünïcödé-☃", "..", ".", "", "x" * 10_000, "/abs", "C:\\x", "a\x00b", "%2e%2e"]

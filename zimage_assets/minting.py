@@ -1,18 +1,30 @@
 """Minting batches: chosen SKUs -> views from the templates -> immutable batches in the database.
 
-Shared by the mint_batches job, the CLI and the sensors. Each batch is written in its own
-transaction; SKUs of a batch that was not written stay unbatched and are picked up next time.
-Adding the Dagster partitions and launching runs is the caller's business (a sensor, usually).
+Every way a batch comes to be is here, each a short function over the same `mint_batches`:
+- `mint_selection`: SKUs a person chose (the mint_batches job, the CLI);
+- `mint_new_and_changed`: SKU versions with no image and no batch (the new-SKU sensor);
+- `mint_refresh`: SKUs the monthly refresh found due (the refresh job);
+- `mint_regenerations`: items a reviewer sent back (the review decisions asset).
+
+Each batch is written in its own transaction; SKUs of a batch that was not written stay
+unbatched and are picked up next time. Adding the Dagster partitions and launching runs is the
+caller's business (a sensor, usually): `run_tags` are the tags a batch's run carries.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from resources.prompt_templates import PromptTemplates
 from resources.state_db import StateDB
-from zimage_assets.domain.batching import DEFAULT_PRIORITY, plan_batches, priority_tag
+from zimage_assets.domain.batching import DEFAULT_PRIORITY, BatchItem, plan_batches, priority_tag
+from zimage_assets.domain.refresh import REASONS
+from zimage_assets.domain.sla import batch_deadline
 from zimage_assets.domain.templates import TemplateSet
+from zimage_assets.domain.timestamps import iso_z
+
+Selection = Mapping[str, Any] | Callable[[list[str]], Mapping[str, Any]]
 
 
 def mint_batches(
@@ -22,7 +34,7 @@ def mint_batches(
     *,
     kind: str,
     max_items: int,
-    selection: Mapping[str, Any] | Callable[[list[str]], Mapping[str, Any]],
+    selection: Selection,
     priority: str | None = None,
     now: datetime | None = None,
     deadline: datetime | Callable[[list[str]], datetime | None] | None = None,
@@ -52,6 +64,91 @@ def mint_batches(
     return minted
 
 
+def _mint(state_db: StateDB, prompt_templates: PromptTemplates, sku_categories, *, max_items: int = 0, **options) -> list[str]:
+    """`mint_batches` with the configured templates (a broken file fails once, naming it) and batch size."""
+    return mint_batches(
+        state_db, prompt_templates.load_or_fail(), sku_categories, max_items=max_items or prompt_templates.max_items_per_batch, **options
+    )
+
+
+def mint_selection(
+    state_db: StateDB,
+    prompt_templates: PromptTemplates,
+    chosen: Sequence[tuple[str, str]],
+    *,
+    kind: str,
+    priority: str,
+    selection: Mapping[str, Any],
+    max_items: int = 0,
+) -> list[str]:
+    """Batches of SKUs a person chose (`chosen`: SKU, category), at the priority they chose."""
+    return _mint(state_db, prompt_templates, chosen, kind=kind, priority=priority, max_items=max_items, selection=selection)
+
+
+def mint_new_and_changed(
+    state_db: StateDB, prompt_templates: PromptTemplates, sla_hours: float, *, limit: int = 5000, log=None
+) -> tuple[list[str], bool]:
+    """Mint `new` batches for SKU versions that have no image and no batch; (batch ids, drained).
+
+    Priority high, deadline = the earliest SKU change of the batch + the SLA. Only the database is
+    written; launching is a separate step, so that a crash in between is repaired by the next launch.
+    """
+    rows = state_db.skus_needing_images(limit)
+    if not rows:
+        return [], True
+    by_sku = {r["sku"]: r for r in rows}
+
+    def describe(skus: list[str]) -> dict:
+        changed = sum(1 for s in skus if by_sku[s]["has_image"])
+        return {"by": "new_sku_sensor", "new_skus": len(skus) - changed, "changed_skus": changed}
+
+    minted = _mint(
+        state_db,
+        prompt_templates,
+        ((r["sku"], r["category"]) for r in rows),
+        kind="new",
+        priority="high",
+        selection=describe,
+        deadline=lambda skus: batch_deadline((by_sku[s]["last_changed"] for s in skus), sla_hours),
+    )
+    if log is not None:
+        changed = sum(1 for r in rows if r["has_image"])
+        log.info(
+            f"minted {len(minted)} batch(es) for {len(rows)} SKU(s) ({len(rows) - changed} new, {changed} changed), "
+            f"oldest change {iso_z(rows[0]['last_changed'])}"
+        )
+    return minted, len(rows) < limit
+
+
+def mint_refresh(state_db: StateDB, prompt_templates: PromptTemplates, due: Sequence[Mapping[str, Any]], *, month: str, run_id: str) -> list[str]:
+    """Refresh batches (kind refresh, priority low) of the SKUs a quote found due, counted by reason."""
+    reasons = {r["sku"]: r["reasons"] for r in due}
+    return _mint(
+        state_db,
+        prompt_templates,
+        ((r["sku"], r["category"]) for r in due),
+        kind="refresh",
+        priority="low",
+        selection=lambda skus: {
+            "by": "monthly_refresh",
+            "month": month,
+            "reasons": {reason: sum(1 for s in skus if reason in reasons[s]) for reason in REASONS},
+            "run_id": run_id,
+        },
+    )
+
+
+def mint_regenerations(state_db: StateDB, prompt_templates: PromptTemplates, items: Sequence[tuple[str, str]], *, source: str) -> str:
+    """One manual batch that makes these (SKU, view) items again, as reviewers asked; its id."""
+    return state_db.mint_batch(
+        kind="manual",
+        priority="normal",
+        items=[BatchItem(sku, view) for sku, view in items],
+        template_version=prompt_templates.load_or_fail().version,
+        selection={"review_regenerate": [f"{sku}/{view}" for sku, view in items], "file": source},
+    )
+
+
 def run_tags(batch: Mapping[str, Any]) -> dict[str, str]:
     """Tags of a batch's run: its place in Dagster's run queue and its SLA deadline."""
     tags = {
@@ -61,5 +158,5 @@ def run_tags(batch: Mapping[str, Any]) -> dict[str, str]:
         "zimage/priority": batch["priority"],
     }
     if batch.get("deadline"):
-        tags["zimage/deadline"] = batch["deadline"].isoformat(timespec="seconds") + "Z"
+        tags["zimage/deadline"] = iso_z(batch["deadline"])
     return tags

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _gates():
-    from resources.quality_gates import quality_gates_from_settings
+    from resources import quality_gates_from_settings
     from zimage_assets.settings import Settings
 
     return quality_gates_from_settings(Settings.from_env())

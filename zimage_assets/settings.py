@@ -2,18 +2,51 @@
 
 Switching a part from its embedded default to production is configuration, not code:
 set the variable, restart. `Settings.from_env()` is the only reader of `os.environ` for
-project settings; resources are built from it in `resources/__init__.py`.
+project settings; resources are built from it in `resources/__init__.py`, and nowhere else.
+The values Dagster needs while it builds the definitions (the GPU pool, whether the sensors
+start running) come from `definition_settings()`, read once per process.
+
+Each default is written once, in `DEFAULTS`; resources use the same values as their field
+defaults, for code that builds a resource by hand.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from zimage_assets.domain.prompt_safety import DEFAULT_MAX_CHARS
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 SAMPLE_CATALOG = PACKAGE_DIR / "sample_data" / "products.csv"
 DEFAULT_TEMPLATES = PACKAGE_DIR / "templates" / "default.yaml"
+
+DEFAULTS: dict = {
+    "model": "tiny",  # the offline random-weight Z-Image: tests and the demo
+    "device": "auto",  # CUDA, then MPS, then CPU
+    "dtype": "auto",  # bf16 on CUDA, fp32 elsewhere
+    "batch_size": 4,  # images per pipeline call
+    "max_items_per_batch": 200,
+    "s3_max_attempts": 5,
+    "presign_expiry_seconds": 7 * 24 * 3600,  # the most SigV4 allows
+    "cache_ttl_seconds": 90 * 24 * 3600,
+    "cache_key_prefix": "zimage:result:",
+    "gpu_hour_price_usd": 2.5,
+    "sla_hours": 2.0,
+    "refresh_max_age_days": 180,
+    "seconds_per_image": 1.0,
+    "refresh_budget_usd": 0.0,
+    "retention_days": 90,
+    "max_attempts": 3,
+    "max_block_share": 0.5,
+    "prompt_max_chars": DEFAULT_MAX_CHARS,  # the prompt gate's own default
+    # Calibrated in benchmarks/calibrate_quality.py (docs/quality.md): real clothed apparel photos,
+    # including bare-chested male models in sportswear, stay below the REVIEW threshold.
+    "nsfw_review_threshold": 0.6,
+    "nsfw_block_threshold": 0.85,
+}
 
 
 @dataclass(frozen=True)
@@ -74,7 +107,7 @@ class Settings:
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)
         home = Path(env.get("ZIMAGE_HOME") or "zimage_data").expanduser().resolve()
-        model = env.get("ZIMAGE_MODEL") or "tiny"
+        model = env.get("ZIMAGE_MODEL") or DEFAULTS["model"]
         return cls(
             home=home,
             db_url=env.get("ZIMAGE_DB_URL") or f"sqlite:///{home / 'zimage.sqlite'}",
@@ -85,31 +118,47 @@ class Settings:
             model_revision=env.get("ZIMAGE_MODEL_REVISION") or "",
             model_path=env.get("ZIMAGE_MODEL_PATH") or "",
             models_dir=env.get("ZIMAGE_MODELS_DIR") or str(home / "models"),
-            device=env.get("ZIMAGE_DEVICE") or "auto",
-            dtype=env.get("ZIMAGE_DTYPE") or "auto",
-            batch_size=_int(env, "ZIMAGE_BATCH_SIZE", 4),
+            device=env.get("ZIMAGE_DEVICE") or DEFAULTS["device"],
+            dtype=env.get("ZIMAGE_DTYPE") or DEFAULTS["dtype"],
+            batch_size=_int(env, "ZIMAGE_BATCH_SIZE", DEFAULTS["batch_size"]),
             templates_path=env.get("ZIMAGE_TEMPLATES") or str(DEFAULT_TEMPLATES),
             catalog_source=env.get("ZIMAGE_CATALOG_SOURCE") or str(SAMPLE_CATALOG),
-            max_items_per_batch=_int(env, "ZIMAGE_MAX_ITEMS_PER_BATCH", 200),
+            max_items_per_batch=_int(env, "ZIMAGE_MAX_ITEMS_PER_BATCH", DEFAULTS["max_items_per_batch"]),
             gpu_pool=env.get("ZIMAGE_GPU_POOL") or f"gpu-{_pool_suffix(model)}",
             s3_endpoint_url=env.get("ZIMAGE_S3_ENDPOINT_URL") or "",
             s3_region=env.get("ZIMAGE_S3_REGION") or "",
             s3_access_key_id=env.get("ZIMAGE_S3_ACCESS_KEY_ID") or "",
             s3_secret_access_key=env.get("ZIMAGE_S3_SECRET_ACCESS_KEY") or "",
             s3_addressing_style=_choice(env, "ZIMAGE_S3_ADDRESSING_STYLE", ("auto", "path", "virtual")),
-            s3_max_attempts=_int(env, "ZIMAGE_S3_MAX_ATTEMPTS", 5),
-            presign_expiry_seconds=_int(env, "ZIMAGE_PRESIGN_EXPIRY_SECONDS", 7 * 24 * 3600),
-            cache_ttl_seconds=_int(env, "ZIMAGE_CACHE_TTL_SECONDS", 90 * 24 * 3600),
-            cache_key_prefix=env.get("ZIMAGE_CACHE_KEY_PREFIX") or "zimage:result:",
+            s3_max_attempts=_int(env, "ZIMAGE_S3_MAX_ATTEMPTS", DEFAULTS["s3_max_attempts"]),
+            presign_expiry_seconds=_int(env, "ZIMAGE_PRESIGN_EXPIRY_SECONDS", DEFAULTS["presign_expiry_seconds"]),
+            cache_ttl_seconds=_int(env, "ZIMAGE_CACHE_TTL_SECONDS", DEFAULTS["cache_ttl_seconds"]),
+            cache_key_prefix=env.get("ZIMAGE_CACHE_KEY_PREFIX") or DEFAULTS["cache_key_prefix"],
             pushgateway_url=env.get("ZIMAGE_PUSHGATEWAY_URL") or "",
             metrics_file=env.get("ZIMAGE_METRICS_FILE", str(home / "metrics.prom")),
-            gpu_hour_price_usd=_non_negative_float(env, "ZIMAGE_GPU_HOUR_PRICE_USD", 2.5),
+            gpu_hour_price_usd=_non_negative_float(env, "ZIMAGE_GPU_HOUR_PRICE_USD", DEFAULTS["gpu_hour_price_usd"]),
             **_operations_settings(env),
             **_quality_settings(env, model),
         )
 
     def describe(self) -> dict[str, str]:
         return {f.name: "***" if "secret" in f.name and getattr(self, f.name) else str(getattr(self, f.name)) for f in fields(self)}
+
+    @property
+    def sensors_start_running(self) -> bool:
+        """True when ZIMAGE_CATALOG_SOURCE names the team's own catalog; on the bundled sample the
+        automatic sensors start stopped (a first `dagster dev` must not generate the whole sample)."""
+        return self.catalog_source != str(SAMPLE_CATALOG)
+
+
+@functools.lru_cache(maxsize=1)
+def definition_settings() -> Settings:
+    """The settings the code location is built with, read once per process.
+
+    Dagster needs a few of them while it defines assets and sensors (the GPU pool of
+    product_images, the sensors' default status); everything else reaches code through resources.
+    """
+    return Settings.from_env()
 
 
 def _int(env: dict[str, str], name: str, default: int, minimum: int = 1) -> int:
@@ -188,22 +237,22 @@ def _operations_settings(env: dict[str, str]) -> dict:
             error = target_error(url, allowed, allow_loopback)
             if error:
                 raise ValueError(f"{name}: {error}")
-    sla_hours = _non_negative_float(env, "ZIMAGE_SLA_HOURS", 2.0)
-    seconds_per_image = _non_negative_float(env, "ZIMAGE_SECONDS_PER_IMAGE", 1.0)
+    sla_hours = _non_negative_float(env, "ZIMAGE_SLA_HOURS", DEFAULTS["sla_hours"])
+    seconds_per_image = _non_negative_float(env, "ZIMAGE_SECONDS_PER_IMAGE", DEFAULTS["seconds_per_image"])
     for name, value in (("ZIMAGE_SLA_HOURS", sla_hours), ("ZIMAGE_SECONDS_PER_IMAGE", seconds_per_image)):
         if value == 0:
             raise ValueError(f"{name} must be more than 0")
     return {
         "sla_hours": sla_hours,
-        "refresh_max_age_days": _int(env, "ZIMAGE_REFRESH_MAX_AGE_DAYS", 180, minimum=0),
+        "refresh_max_age_days": _int(env, "ZIMAGE_REFRESH_MAX_AGE_DAYS", DEFAULTS["refresh_max_age_days"], minimum=0),
         "seconds_per_image": seconds_per_image,
-        "refresh_budget_usd": _non_negative_float(env, "ZIMAGE_REFRESH_BUDGET_USD", 0.0),
+        "refresh_budget_usd": _non_negative_float(env, "ZIMAGE_REFRESH_BUDGET_USD", DEFAULTS["refresh_budget_usd"]),
         "alert_webhook_urls": alert_urls,
         "callback_urls": callback_urls,
         "webhook_secret": secret,
         "webhook_allowed_hosts": allowed,
         "webhook_allow_loopback": allow_loopback,
-        "retention_days": _int(env, "ZIMAGE_RETENTION_DAYS", 90),
+        "retention_days": _int(env, "ZIMAGE_RETENTION_DAYS", DEFAULTS["retention_days"]),
     }
 
 
@@ -230,7 +279,7 @@ def _quality_settings(env: dict[str, str], model: str) -> dict:
     if mode == "auto":  # the tiny random-weight model makes noise: structural checks only
         mode = "smoke" if model == "tiny" else "strict"
     shares = {}
-    for name, default in (("ZIMAGE_MAX_BLOCK_SHARE", 0.5), ("ZIMAGE_NSFW_REVIEW", 0.6), ("ZIMAGE_NSFW_BLOCK", 0.85)):
+    for name, default in (("ZIMAGE_MAX_BLOCK_SHARE", DEFAULTS["max_block_share"]), ("ZIMAGE_NSFW_REVIEW", DEFAULTS["nsfw_review_threshold"]), ("ZIMAGE_NSFW_BLOCK", DEFAULTS["nsfw_block_threshold"])):
         shares[name] = _non_negative_float(env, name, default)
         if shares[name] > 1:
             raise ValueError(f"{name}={env.get(name)!r} must be between 0 and 1")
@@ -238,10 +287,10 @@ def _quality_settings(env: dict[str, str], model: str) -> dict:
         raise ValueError("ZIMAGE_NSFW_REVIEW must not be above ZIMAGE_NSFW_BLOCK")
     return {
         "quality_mode": mode,
-        "max_attempts": _int(env, "ZIMAGE_MAX_ATTEMPTS", 3),
+        "max_attempts": _int(env, "ZIMAGE_MAX_ATTEMPTS", DEFAULTS["max_attempts"]),
         "view_profiles": env.get("ZIMAGE_VIEW_PROFILES") or "",
         "max_block_share": shares["ZIMAGE_MAX_BLOCK_SHARE"],
-        "prompt_max_chars": _int(env, "ZIMAGE_PROMPT_MAX_CHARS", 1000),
+        "prompt_max_chars": _int(env, "ZIMAGE_PROMPT_MAX_CHARS", DEFAULTS["prompt_max_chars"]),
         "safety_terms_dir": env.get("ZIMAGE_SAFETY_TERMS_DIR") or "",
         "nsfw_review_threshold": shares["ZIMAGE_NSFW_REVIEW"],
         "nsfw_block_threshold": shares["ZIMAGE_NSFW_BLOCK"],

@@ -14,9 +14,9 @@ or BLOCK. Each attempt has its own receipt.
 """
 
 
-import hashlib
 import io
 from dataclasses import asdict
+from datetime import datetime, timezone
 
 import dagster as dg
 from PIL import Image
@@ -24,19 +24,24 @@ from pydantic import Field
 
 from resources.generator import GeneratorError, ZImageGenerator
 from resources.image_store import ImageStore, StoreError
-from resources.metrics import MetricsRecorder
+from resources.metrics import priority_of
+from resources.metrics_publisher import MetricsPublisher
 from resources.quality_gates import QualityGates
 from resources.result_cache import ResultCache
+from resources.service_levels import ServiceLevels
 from resources.state_db import StateDB, utcnow
 from zimage_assets.assets.prompts import product_prompts, require_batch
-from zimage_assets.domain.contact_sheet import contact_sheet, markdown_image, to_jpeg
+from zimage_assets.domain.contact_sheet import contact_sheet, markdown_image
+from zimage_assets.domain.cost import generated_images, generation_run
+from zimage_assets.domain.encoding import to_jpeg, to_png
+from zimage_assets.domain.gates import judge_attempt
 from zimage_assets.domain.specs import GenerationSpec, build_spec
-from zimage_assets.domain.storage_keys import batch_file_key, image_key
+from zimage_assets.domain.storage_keys import batch_file_key
 from zimage_assets.domain.templates import item_seed
-from zimage_assets.domain.verdicts import BLOCK, PASS, REVIEW, Assessment, Finding, rank, summarise
+from zimage_assets.domain.verdicts import BLOCK, PASS, rank, summarise
 from zimage_assets.metadata import markdown_table
 from zimage_assets.partitions import batch_partitions
-from zimage_assets.settings import Settings
+from zimage_assets.settings import definition_settings
 
 CONTACT_SHEET_MAX = 64
 THUMB = 128
@@ -50,7 +55,7 @@ class ImagesConfig(dg.Config):
     partitions_def=batch_partitions,
     deps=[product_prompts],
     group_name="generation",
-    pool=Settings.from_env().gpu_pool,
+    pool=definition_settings().gpu_pool,
     kinds={"pytorch"},
 )
 def product_images(
@@ -60,8 +65,9 @@ def product_images(
     image_store: ImageStore,
     result_cache: ResultCache,
     generator: ZImageGenerator,
-    metrics: MetricsRecorder,
+    metrics: MetricsPublisher,
     quality_gates: QualityGates,
+    service_levels: ServiceLevels,
 ) -> dg.MaterializeResult:
     """One stored PNG, one receipt and one verdict per SKU x view x attempt of the batch."""
     batch_id = context.partition_key
@@ -151,11 +157,12 @@ def product_images(
         f"{cache_hits} from cache, {len(resumed)} already stored; verdicts {verdicts['counts']}"
         + (f"; {len(blocked_prompts)} blocked prompt(s) not generated" if blocked_prompts else "")
     )
-    cost = metrics.record_batch(  # GPU seconds and cost from the receipts; this run's row for Prometheus
-        context, state_db, batch_id=batch_id, model_id=model.model_id, device=runtime["device"], items=len(items),
-        generated=generated, cache_hits=cache_hits, already_stored=len(resumed), cache_stats=result_cache.stats(),
+    cost = _account_run(  # GPU seconds and cost from the receipts; this run's row for Prometheus
+        context, state_db, service_levels.gpu_hour_price, batch_id=batch_id, model_id=model.model_id, device=runtime["device"],
+        items=len(items), generated=generated, cache_hits=cache_hits, already_stored=len(resumed), cache_stats=result_cache.stats(),
         generation_seconds=generation_seconds,
     )
+    metrics.publish(state_db, context.instance)
     return dg.MaterializeResult(
         metadata={
             "items": len(items),
@@ -198,15 +205,9 @@ class _BatchWriter:
         self.thumbnails: dict[tuple[str, str], Image.Image] = {}
 
     def store_image(self, image: Image.Image, seconds: float) -> dict:
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        data = buffer.getvalue()
-        sha = hashlib.sha256(data).hexdigest()
-        key = image_key(sha)
-        if not self.store.exists(key):
-            self.store.put(key, data, "image/png")
+        stored = self.store.put_content_addressed(to_png(image))
         self.generated += 1
-        return {"storage_key": key, "sha256": sha, "width": image.width, "height": image.height, "seconds": round(seconds, 4)}
+        return {"storage_key": stored.key, "sha256": stored.sha256, "width": image.width, "height": image.height, "seconds": round(seconds, 4)}
 
     def record(
         self,
@@ -250,7 +251,7 @@ class _BatchWriter:
             ]
         )
         # Items of one spec share the image, hence its verdict: judge it once.
-        data = _png_bytes(image) if image is not None else self.store.get(stored["storage_key"])
+        data = to_png(image) if image is not None else self.store.get(stored["storage_key"])
         shown = self.judge.judge(keys, {key: attempts[key] for key in keys}, data, stored["storage_key"], spec)
         for key in keys:
             self._keep_thumbnail(key, shown)
@@ -286,12 +287,6 @@ def _spec(model, item: dict, attempt: int) -> GenerationSpec:
     )
 
 
-def _png_bytes(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 class _Judge:
     """Runs the image gates on each attempt, stores fixed images, writes verdicts, decides retries."""
 
@@ -309,29 +304,23 @@ class _Judge:
         expected = expected or ((spec.width, spec.height) if spec is not None else None)
         result = self.gates.assess_image(data, view=view, expected_size=expected)
         assessment = result.assessment
-        retry = assessment.verdict != PASS and assessment.regenerable
         shown_bytes = data
         if result.fixed_png is not None:
             shown_bytes = result.fixed_png
-            sha = hashlib.sha256(result.fixed_png).hexdigest()
-            fixed_key = image_key(sha)
-            if not self.store.exists(fixed_key):
-                self.store.put(fixed_key, result.fixed_png, "image/png")
+            fixed = self.store.put_content_addressed(result.fixed_png)
             height, width = result.thumbnail_source.shape[:2]
             self.state_db.save_fixes(
                 [
                     {"batch_id": self.batch_id, "sku": sku, "view": v, "attempt": attempts[(sku, v)], "fixes": assessment.fixes,
-                     "source_key": storage_key, "storage_key": fixed_key, "sha256": sha, "width": width, "height": height, "created_at": utcnow()}
+                     "source_key": storage_key, "storage_key": fixed.key, "sha256": fixed.sha256, "width": width, "height": height,
+                     "created_at": utcnow()}
                     for sku, v in keys
                 ]
             )
             self.fixed += len(keys)
         rows = []
         for key in keys:
-            item_assessment = Assessment(verdict=assessment.verdict, findings=list(assessment.findings), scores=dict(assessment.scores), fixes=list(assessment.fixes))
-            prompt = self.prompt_verdicts.get(key)
-            if prompt is not None and prompt["verdict"] == REVIEW:  # a person looks at what a doubtful prompt made
-                item_assessment.add(Finding("prompt_review", REVIEW, ", ".join(prompt["reasons"])))
+            item_assessment, retry = judge_attempt(assessment, self.prompt_verdicts.get(key))
             row = {"batch_id": self.batch_id, "sku": key[0], "view": key[1], "stage": "image", "attempt": attempts[key],
                    **item_assessment.as_row(), "created_at": utcnow()}
             rows.append(row)
@@ -363,3 +352,32 @@ class _Judge:
     def worst(self, limit: int) -> list[dict]:
         rows = sorted(self.latest.values(), key=lambda r: (-rank(r["verdict"]), r["sku"], r["view"]))
         return [{**r, "reasons": ", ".join(r["reasons"])} for r in rows if r["verdict"] != PASS][:limit]
+
+
+def _account_run(context, state_db: StateDB, gpu_hour_price: float, *, batch_id: str, model_id: str, device: str, items: int,
+                 already_stored: int, **counts) -> dict:
+    """This run's `generation_runs` row (for Prometheus) and the batch's cost figures (metadata)."""
+    receipts = state_db.receipts(batch_id, latest_only=False)
+    record = context.instance.get_run_record_by_id(context.run_id)
+    if record is not None and record.start_time is not None:  # the images this run made, not earlier runs'
+        started = datetime.fromtimestamp(record.start_time, timezone.utc).replace(tzinfo=None)
+        latencies = list(generated_images(r for r in receipts if r["created_at"] >= started).values())
+    else:
+        latencies = list(generated_images(receipts).values())
+    row, cost = generation_run(receipts, run_latencies=latencies, gpu_hour_price_usd=gpu_hour_price, **counts)
+    if row is not None:
+        batch = state_db.batch(batch_id) or {}
+        state_db.save_generation_run(
+            {
+                **row,
+                "run_id": context.run_id,
+                "batch_id": batch_id,
+                "model_id": model_id,
+                "priority": batch.get("priority") or priority_of(context.run.tags),
+                "device": device,
+                "finished_at": utcnow(),
+                "items": items,
+                "already_stored": already_stored,
+            }
+        )
+    return cost

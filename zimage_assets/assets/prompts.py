@@ -10,7 +10,7 @@ from resources.quality_gates import QualityGates
 from resources.state_db import StateDB, utcnow
 from zimage_assets.assets.catalog import sku_catalog
 from zimage_assets.domain.prompt_safety import TermListError
-from zimage_assets.domain.templates import TemplateError, item_seed, render_prompt
+from zimage_assets.domain.templates import item_seed, render_prompt
 from zimage_assets.domain.verdicts import BLOCK, summarise
 from zimage_assets.metadata import markdown_table
 from zimage_assets.partitions import batch_partitions
@@ -37,10 +37,7 @@ def product_prompts(
     """Deterministic prompts, sizes and seeds for every item of the batch, each with a safety verdict."""
     batch_id = context.partition_key
     batch = require_batch(state_db, batch_id)
-    try:
-        templates = prompt_templates.load()
-    except TemplateError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    templates = prompt_templates.load_or_fail()
     try:
         quality_gates.terms()  # a broken term list fails here, before anything is written
     except TermListError as exc:

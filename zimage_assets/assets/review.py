@@ -16,21 +16,19 @@ import io
 from collections import Counter
 
 import dagster as dg
-from PIL import Image
 from pydantic import Field
 
 from resources.catalog_source import CatalogSource, CatalogSourceError
-from resources.image_store import ImageStore, StoreError
+from resources.image_store import ImageStore
 from resources.prompt_templates import PromptTemplates
 from resources.state_db import StateDB, utcnow
 from zimage_assets.assets.images import product_images
+from zimage_assets.assets.previews import load_tiles, sheet_markdown
 from zimage_assets.assets.publish import publish_batch
-from zimage_assets.domain.batching import BatchItem
-from zimage_assets.domain.contact_sheet import contact_sheet, markdown_image, to_jpeg
 from zimage_assets.domain.storage_keys import batch_file_key
-from zimage_assets.domain.templates import TemplateError
 from zimage_assets.domain.verdicts import BLOCK, REVIEW, parse_review_csv
 from zimage_assets.metadata import markdown_table
+from zimage_assets.minting import mint_regenerations
 from zimage_assets.partitions import batch_partitions
 
 QUEUE_CSV_KEY = batch_file_key("reviews", "queue", "review_queue.csv")
@@ -109,17 +107,7 @@ def review_decisions(
     regenerate = [(row, batch_id, final) for row, batch_id, final, _ in planned if row.decision == "regenerate"]
     new_batch = ""
     if regenerate:
-        try:
-            version = prompt_templates.load().version
-        except TemplateError as exc:
-            raise dg.Failure(description=str(exc), allow_retries=False) from None
-        new_batch = state_db.mint_batch(
-            kind="manual",
-            priority="normal",
-            items=[BatchItem(row.sku, row.view) for row, _, _ in regenerate],
-            template_version=version,
-            selection={"review_regenerate": [f"{row.sku}/{row.view}" for row, _, _ in regenerate], "file": config.path},
-        )
+        new_batch = mint_regenerations(state_db, prompt_templates, [(row.sku, row.view) for row, _, _ in regenerate], source=config.path)
         context.instance.add_dynamic_partitions(batch_partitions.name, [new_batch])
 
     now = utcnow()
@@ -189,16 +177,7 @@ def review_queue(context: dg.AssetExecutionContext, state_db: StateDB, image_sto
                          image_store.url(item["storage_key"]) if item["storage_key"] else ""])
     image_store.put(QUEUE_CSV_KEY, buffer.getvalue().encode("utf-8"), "text/csv")
 
-    tiles = []
-    for item in queue[:QUEUE_THUMBNAILS]:
-        if not item["storage_key"]:
-            continue
-        try:
-            image = Image.open(io.BytesIO(image_store.get(item["storage_key"])))
-            image.load()
-        except (StoreError, OSError, ValueError):
-            continue
-        tiles.append((f"{item['sku']}/{item['view']}", image))
+    tiles = load_tiles(image_store, ((f"{item['sku']}/{item['view']}", item["storage_key"]) for item in queue[:QUEUE_THUMBNAILS]))
     reasons = Counter(code for item in queue for code in item["reasons"])
     decided = state_db.review_decisions()
     metadata = {
@@ -215,6 +194,6 @@ def review_queue(context: dg.AssetExecutionContext, state_db: StateDB, image_sto
         ),
     }
     if tiles:
-        metadata["thumbnails"] = dg.MetadataValue.md(markdown_image(to_jpeg(contact_sheet(tiles, thumb=96, columns=8)), "review queue"))
+        metadata["thumbnails"] = dg.MetadataValue.md(sheet_markdown(tiles, "review queue", thumb=96, columns=8))
     context.log.info(f"review queue: {len(queue)} item(s) waiting; fill in {image_store.url(QUEUE_CSV_KEY)} and run apply_review_decisions")
     return dg.MaterializeResult(metadata=metadata)

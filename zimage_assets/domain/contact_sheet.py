@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import io
 from typing import Sequence
 
 from PIL import Image, ImageDraw, ImageOps
@@ -24,12 +23,6 @@ def contact_sheet(images: Sequence[tuple[str, Image.Image]], *, thumb: int = 128
         sheet.paste(tile, (x + (thumb - tile.width) // 2, y + (thumb - tile.height) // 2))
         draw.text((x + 2, y + thumb), label[: thumb // 6], fill="black")
     return sheet
-
-
-def to_jpeg(image: Image.Image, quality: int = 80) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
 
 
 def markdown_image(jpeg: bytes, alt: str) -> str:

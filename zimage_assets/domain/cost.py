@@ -84,3 +84,51 @@ def cumulative(counts: Sequence[int | float]) -> list[float]:
         total += count
         out.append(total)
     return out
+
+
+def generation_run(
+    receipts: Sequence[Mapping[str, Any]],
+    *,
+    run_latencies: Sequence[float],
+    gpu_hour_price_usd: float,
+    generation_seconds: float,
+    generated: int,
+    cache_hits: int,
+    cache_stats: Mapping[str, Any],
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """One product_images run in numbers: (its `generation_runs` row fields, its cost metadata).
+
+    The row is None when the run did nothing (everything was already stored and nothing was looked
+    up): re-running a finished batch then changes no table. `run_latencies` are the seconds of the
+    images this run made; the batch's cost comes from all its receipts.
+    """
+    cost = batch_cost(receipts, gpu_hour_price_usd)
+    run_cost = cost_of(generation_seconds, gpu_hour_price_usd)
+    lookups = int(cache_stats.get("hits", 0) + cache_stats.get("misses", 0))
+    errors = int(cache_stats.get("errors", 0))
+    metadata = {
+        "gpu_seconds": cost.gpu_seconds,
+        "gpu_hour_price_usd": gpu_hour_price_usd,
+        "cost_usd": cost.cost_usd,
+        "cost_per_1000_images_usd": cost.cost_per_1000_images_usd,
+        "run_gpu_seconds": round(generation_seconds, 4),
+        "run_cost_usd": run_cost,
+        "cache_lookups": lookups,
+        "cache_errors": errors,
+    }
+    if not (generated or lookups or errors):
+        return None, metadata
+    row = {
+        "generated": generated,
+        # A hit is an image served from the cache (its entry found and the image still stored).
+        "cache_hits": cache_hits,
+        "cache_misses": max(0, lookups - cache_hits),
+        "cache_errors": errors,
+        "gpu_seconds": round(generation_seconds, 4),
+        "gpu_hour_price_usd": gpu_hour_price_usd,
+        "cost_usd": run_cost,
+        "batch_cost_per_1000_images_usd": cost.cost_per_1000_images_usd,
+        "latency_counts": latency_counts(run_latencies),
+        "latency_sum": round(sum(run_latencies), 4),
+    }
+    return row, metadata

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping, Sequence
 
+from zimage_assets.domain.timestamps import iso_z
+
 REASONS = ("content_changed", "template_changed", "model_changed", "too_old")
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
@@ -73,7 +75,7 @@ class Quote:
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         for key in ("starts_at", "finishes_at", "month_end"):
-            out[key] = out[key].isoformat(timespec="minutes") + "Z"
+            out[key] = iso_z(out[key], "minutes")
         return out
 
     def summary(self) -> str:
@@ -82,7 +84,7 @@ class Quote:
             f"{self.month}: {self.skus_due} SKUs due, {self.images} images, {self.gpu_hours:,.2f} GPU-hours at "
             f"{self.seconds_per_image:.3f} s/image ({self.seconds_source}), cost {self.cost:,.2f} at "
             f"{self.price_per_gpu_hour:,.2f} per GPU-hour{cap}; on {self.gpus} GPU(s) done by "
-            f"{self.finishes_at.isoformat(timespec='minutes')}Z ({'within' if self.fits_in_month else 'AFTER'} the month)"
+            f"{iso_z(self.finishes_at, 'minutes')} ({'within' if self.fits_in_month else 'AFTER'} the month)"
         )
 
 

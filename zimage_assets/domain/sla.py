@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping, Sequence
 
+from zimage_assets.domain.timestamps import iso_z
+
 
 def sla_delta(sla_hours: float) -> timedelta:
     return timedelta(hours=sla_hours)
@@ -59,7 +61,7 @@ class SlaStatus:
 def sla_status(backlog: Mapping[str, Any], now: datetime, sla_hours: float) -> SlaStatus:
     """Summarise `StateDB.sla_backlog(now - SLA)` for a check or a report."""
     sample = [
-        {**s, "age_hours": hours_between(s["due_since"], now), "due_since": s["due_since"].isoformat(timespec="seconds")}
+        {**s, "age_hours": hours_between(s["due_since"], now), "due_since": iso_z(s["due_since"])}
         for s in backlog["sample"]
     ]
     return SlaStatus(

@@ -17,6 +17,7 @@ from resources.state_db import StateDB
 from zimage_assets.assets.images import product_images
 from zimage_assets.minting import run_tags
 from zimage_assets.partitions import batch_partitions
+from zimage_assets.settings import definition_settings
 
 MAX_LAUNCHES_PER_TICK = 200
 MAX_SCANNED_PER_TICK = 2000
@@ -24,6 +25,11 @@ LAUNCHED_BY_NEW_SKU_SENSOR = ("new",)
 LAUNCHED_HERE = ("manual", "refresh")
 GPU_POOL_TAG = "zimage/gpu_pool"
 PARTITION_TAG = "dagster/partition"
+
+
+def automatic_sensor_status() -> dg.DefaultSensorStatus:
+    """Running on the team's own catalog; stopped on the bundled sample (see Settings.sensors_start_running)."""
+    return dg.DefaultSensorStatus.RUNNING if definition_settings().sensors_start_running else dg.DefaultSensorStatus.STOPPED
 
 
 def batch_run_tags(batch: dict) -> dict[str, str]:

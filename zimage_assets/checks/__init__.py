@@ -1,0 +1,13 @@
+"""Asset checks, one file per asset file they guard (mirroring zimage_assets/assets/).
+
+prompts.py  prompt_safety on product_prompts[batch]
+images.py   image_safety, image_quality, marketplace_compliance on product_images[batch]
+reports.py  skus_within_sla on catalog_coverage
+"""
+
+from zimage_assets.checks.images import IMAGE_CHECKS
+from zimage_assets.checks.prompts import prompt_safety
+from zimage_assets.checks.reports import skus_within_sla
+
+QUALITY_CHECKS = [prompt_safety, *IMAGE_CHECKS]
+ALL_CHECKS = [*QUALITY_CHECKS, skus_within_sla]
