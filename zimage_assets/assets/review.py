@@ -29,7 +29,8 @@ from zimage_assets.domain.batching import BatchItem
 from zimage_assets.domain.contact_sheet import contact_sheet, markdown_image, to_jpeg
 from zimage_assets.domain.storage_keys import batch_file_key
 from zimage_assets.domain.templates import TemplateError
-from zimage_assets.domain.verdicts import BLOCK, REVIEW, parse_review_csv
+from zimage_assets.domain.review import parse_review_csv
+from zimage_assets.domain.verdicts import BLOCK, REVIEW
 from zimage_assets.metadata import markdown_table
 from zimage_assets.partitions import batch_partitions
 
