@@ -42,7 +42,7 @@ def populate(db, skus: int, new: int, views: int, seed: int = 7) -> None:
     """Bulk-write a published catalog of `skus - new` SKUs (images, batches, items)."""
     import sqlalchemy as sa
 
-    from resources import state_tables as t
+    from resources.state_db import tables as t
     from resources.state_db import utcnow
 
     rng = random.Random(seed)

@@ -77,7 +77,7 @@ def run_batch(project, request):
 def _rejects(project) -> list[dict]:
     import sqlalchemy as sa
 
-    from resources import state_tables as t
+    from resources.state_db import tables as t
 
     with project.state_db.engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(sa.select(t.catalog_rejects))]

@@ -26,7 +26,8 @@ from zimage_assets.assets.images import product_images
 from zimage_assets.assets.previews import load_tiles, sheet_markdown
 from zimage_assets.assets.publish import publish_batch
 from zimage_assets.domain.storage_keys import batch_file_key
-from zimage_assets.domain.verdicts import BLOCK, REVIEW, parse_review_csv
+from zimage_assets.domain.review import parse_review_csv
+from zimage_assets.domain.verdicts import BLOCK, REVIEW
 from zimage_assets.metadata import markdown_table
 from zimage_assets.minting import mint_regenerations
 from zimage_assets.partitions import batch_partitions
