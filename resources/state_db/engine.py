@@ -13,13 +13,13 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 import sqlalchemy as sa
 
 from resources.state_db import tables as t
+from zimage_assets.domain.timestamps import utcnow  # noqa: F401 - re-exported: the tables' clock
 
 OPEN_BATCH_STATUSES = ("minted", "running", "generated")
 UPSERT_CHUNK = 5000  # rows per INSERT statement
@@ -29,10 +29,6 @@ _ENGINES: dict[str, sa.Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 T = TypeVar("T")
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def sqlalchemy_url(url: str) -> str:

@@ -297,7 +297,7 @@ class _Judge:
         self.latest: dict[tuple[str, str], dict] = {}
         self.retry: dict[tuple[str, str], bool] = {}
         self.fixed = 0
-        self._stored_fixes: dict | None = None  # fixes an earlier run recorded (read once, on resume)
+        self._shown: dict | None = None  # the images an earlier run recorded as shown (read once, on resume)
 
     def judge(self, keys, attempts, data: bytes, storage_key: str, spec: GenerationSpec | None, expected=None) -> Image.Image:
         view = keys[0][1]
@@ -330,12 +330,14 @@ class _Judge:
 
     def remember(self, key, attempt: int, verdict: dict, data: bytes) -> Image.Image:
         """A verdict stored by an earlier run for the same image (the gates are deterministic)."""
-        if verdict["scores"].get("fixes") and self._stored_fixes is None:
-            self._stored_fixes = self.state_db.fixes(self.batch_id)
-        fixed = self._stored_fixes.get((*key, attempt)) if verdict["scores"].get("fixes") else None
+        shown = None
+        if verdict["scores"].get("fixes"):
+            if self._shown is None:
+                self._shown = self.state_db.shown_images(self.batch_id)
+            shown = self._shown.get((*key, attempt))
         retry = verdict["verdict"] != PASS and bool(verdict["scores"].get("regenerable"))
         self._keep(key, attempt, verdict, retry)
-        return Image.open(io.BytesIO(self.store.get(fixed["storage_key"]) if fixed else data))
+        return Image.open(io.BytesIO(self.store.get(shown["storage_key"]) if shown and shown["fixed"] else data))
 
     def _keep(self, key, attempt: int, row: dict, retry: bool) -> None:
         row["scores"]["regenerable"] = retry

@@ -58,20 +58,16 @@ def publish_batch(state_db: StateDB, image_store: ImageStore, batch_id: str) -> 
     Shared by the published_images asset and the review decisions job (an approval publishes).
     """
     batch = state_db.batch(batch_id)
-    receipts = {(r["sku"], r["view"], r["attempt"]): r for r in state_db.receipts(batch_id, latest_only=False)}
-    fixes = state_db.fixes(batch_id)
+    shown = state_db.shown_images(batch_id)  # per attempt: the compliance-fixed image where a fix was applied
     finals = state_db.final_verdicts(batch_id)
     items = {(i["sku"], i["view"]): i for i in state_db.batch_items(batch_id)}
     now = utcnow()
     manifest_rows, current_rows, withheld = [], [], []
     for final in finals:
-        receipt = receipts.get((final["sku"], final["view"], final["attempt"])) if final["stage"] == "image" else None
+        receipt = shown.get((final["sku"], final["view"], final["attempt"])) if final["stage"] == "image" else None
         if final["verdict"] != PASS or receipt is None:
             withheld.append({**final, "reasons": ", ".join(final["reasons"]) + (f" (reviewer: {final['decision']})" if final.get("decision") else "")})
             continue
-        fixed = fixes.get((final["sku"], final["view"], final["attempt"]))
-        if fixed is not None:  # the compliance-fixed image is the one that is published
-            receipt = {**receipt, "storage_key": fixed["storage_key"], "sha256": fixed["sha256"], "width": fixed["width"], "height": fixed["height"]}
         public_key = public_image_key(receipt["sku"], receipt["view"], receipt["sha256"])
         if not image_store.exists(public_key):
             image_store.copy(receipt["storage_key"], public_key)

@@ -22,12 +22,10 @@ def _thumbnails(state_db: StateDB, image_store: ImageStore, batch_id: str, worst
     """A contact sheet of the worst items (the image each one would publish), for the UI."""
     if not worst:
         return {}
-    receipts = {(r["sku"], r["view"], r["attempt"]): r for r in state_db.receipts(batch_id, latest_only=False)}
-    fixes = state_db.fixes(batch_id)
+    shown = state_db.shown_images(batch_id)
     keys = []
     for row in worst:
-        key = (row["sku"], row["view"], row.get("attempt", 0))
-        stored = fixes.get(key) or receipts.get(key)
+        stored = shown.get((row["sku"], row["view"], row.get("attempt", 0)))
         if stored is not None:
             keys.append((f"{row['gate_verdict'][0]} {row['sku']}/{row['view']}", stored["storage_key"]))
     tiles = load_tiles(image_store, keys)
