@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from zimage_assets.domain.catalog_formats import parse_catalog, read_catalog_table  # noqa: E402
+from zimage_assets.domain.catalog import parse_catalog, read_catalog_table  # noqa: E402
 
 CATEGORIES = [
     "Men > Tops > Hoodies & Sweatshirts", "Men > Tops > Tees", "Men > Bottoms > Pants",

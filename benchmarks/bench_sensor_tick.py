@@ -94,7 +94,7 @@ def populate(db, skus: int, new: int, views: int, seed: int = 7) -> None:
 
 
 def new_catalog_rows(start: int, count: int) -> list[dict]:
-    from zimage_assets.domain.catalog_formats import content_hash
+    from zimage_assets.domain.catalog import content_hash
 
     rows = []
     for i in range(start, start + count):

@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from zimage_assets.domain.catalog_formats import parse_catalog, read_catalog_table  # noqa: E402
+from zimage_assets.domain.catalog import parse_catalog, read_catalog_table  # noqa: E402
 from zimage_assets.domain.prompt_safety import assess_prompt, load_terms  # noqa: E402
 from zimage_assets.domain.templates import load_templates, render_prompt  # noqa: E402
 from zimage_assets.domain.verdicts import BLOCK, PASS  # noqa: E402

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from zimage_assets.domain.catalog_formats import (
+from zimage_assets.domain.catalog import (
     FORMATS,
     IMAGE_ATTRIBUTES,
     NON_VISUAL_ATTRIBUTES,

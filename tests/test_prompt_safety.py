@@ -112,7 +112,7 @@ def test_a_broken_term_file_is_a_clear_error(tmp_path):
 def test_prompts_from_the_sample_catalogs_pass(terms):
     """Every prompt of the two gear catalogs and of the first 300 SKUs of the main one
     (benchmarks/eval_prompt_safety.py checks all 7,500)."""
-    from zimage_assets.domain.catalog_formats import parse_catalog, read_catalog_table
+    from zimage_assets.domain.catalog import parse_catalog, read_catalog_table
     from zimage_assets.domain.templates import load_templates, render_prompt
     from zimage_assets.settings import DEFAULT_TEMPLATES
 

@@ -39,7 +39,7 @@ def ingest_at(project, rows, hours_ago: float) -> None:
     import hashlib
 
     from resources.state_db import utcnow
-    from zimage_assets.domain.catalog_formats import parse_catalog, read_catalog_table
+    from zimage_assets.domain.catalog import parse_catalog, read_catalog_table
 
     data = ("sku,title,category,color\n" + "".join(f"{s},{t},Gear/Misc,{c}\n" for s, t, c in rows)).encode()
     parsed = parse_catalog(read_catalog_table(data, name="catalog.csv"), "generic")

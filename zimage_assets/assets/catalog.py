@@ -9,7 +9,7 @@ from pydantic import Field
 
 from resources.catalog_source import CatalogSource, CatalogSourceError
 from resources.state_db import StateDB
-from zimage_assets.domain.catalog_formats import FORMATS, CatalogFormatError, parse_catalog, read_catalog_table
+from zimage_assets.domain.catalog import FORMATS, CatalogFormatError, parse_catalog, read_catalog_table
 from zimage_assets.metadata import markdown_table
 
 REJECT_PREVIEW_ROWS = 25

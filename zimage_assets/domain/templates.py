@@ -136,7 +136,7 @@ def _segments(category: str) -> list[str]:
 
 
 def render_prompt(templates: TemplateSet, view: str, product: Mapping[str, Any]) -> str:
-    """Fill one view's template from a normalised SKU row (see catalog_formats.SKU_COLUMNS).
+    """Fill one view's template from a normalised SKU row (see zimage_assets.domain.catalog.SKU_COLUMNS).
 
     Catalog text only ever fills placeholders; it is never parsed as a template itself.
     """
