@@ -1,4 +1,4 @@
-"""Tests for zimage_assets.domain.catalog_formats: pure parsing, no Dagster, no network."""
+"""Tests for zimage_assets.domain.catalog: pure parsing, no Dagster, no network."""
 
 from __future__ import annotations
 
