@@ -31,6 +31,9 @@ Names and labels:
   zimage_cost_per_1000_images_usd{model}         of the model's latest batch, from its receipts
   zimage_gpu_pool_slots{pool}, zimage_gpu_pool_slots_in_use{pool}, zimage_gpu_pool_pending_steps{pool}
   zimage_metrics_source_up{source}               1 when project_db / dagster could be read
+  zimage_gpu_utilization_ratio{gpu,name}, zimage_gpu_memory_used_bytes{gpu,name},
+  zimage_gpu_memory_total_bytes{gpu,name}        from NVML, on the machine the endpoint runs on;
+                                                 absent (not zero) where there is no NVIDIA GPU
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from resources.gpu_telemetry import read_gpus
 from zimage_assets.domain.cost import LATENCY_BUCKETS, cumulative
 
 PRIORITIES = ("high", "normal", "low")
@@ -108,6 +112,7 @@ class ProjectCollector(Collector):
         else:
             dagster_families = []
         yield from _merge(families + dagster_families)
+        yield from _gpu_families()
         yield up
 
     # ---- from the project's tables ----
@@ -210,6 +215,22 @@ class ProjectCollector(Collector):
             in_use.add_metric([pool], info.active_slot_count)
             pending.add_metric([pool], info.pending_step_count)
         yield from (length, age, progress, errors, slots, in_use, pending)
+
+
+def _gpu_families() -> Iterator[Metric]:
+    """This machine's GPUs (resources/gpu_telemetry.py); nothing at all where there are none."""
+    readings = read_gpus()
+    if not readings:
+        return
+    labels = ["gpu", "name"]
+    util = GaugeMetricFamily("zimage_gpu_utilization_ratio", "Share of time a kernel ran on the GPU (NVML)", labels=labels)
+    used = GaugeMetricFamily("zimage_gpu_memory_used_bytes", "GPU memory in use (NVML)", labels=labels)
+    total = GaugeMetricFamily("zimage_gpu_memory_total_bytes", "GPU memory in all (NVML)", labels=labels)
+    for gpu in readings:
+        util.add_metric([gpu.index, gpu.name], gpu.utilization_ratio)
+        used.add_metric([gpu.index, gpu.name], gpu.memory_used_bytes)
+        total.add_metric([gpu.index, gpu.name], gpu.memory_total_bytes)
+    yield from (util, used, total)
 
 
 def _merge(families: list[Metric]) -> list[Metric]:
