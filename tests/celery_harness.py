@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -286,11 +287,11 @@ class CeleryBox:
         line = next(line for line in out.splitlines() if line.startswith("minted"))
         return line.split(": ", 1)[1].split(", ")[0]
 
-    def launch(self, batch_id: str) -> subprocess.Popen:
+    def launch(self, batch_id: str, force: bool = False) -> subprocess.Popen:
         log = self.root / f"run-{batch_id}.log"
         with log.open("wb") as out:
             return subprocess.Popen(
-                [sys.executable, str(Path(__file__).resolve()), "run", batch_id],
+                [sys.executable, str(Path(__file__).resolve()), "run", *(["--force"] if force else []), batch_id],
                 env=self.env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
             )  # fmt: skip
 
@@ -319,7 +320,8 @@ class CeleryBox:
 
 
 def step_executions(instance, run_id: str, step_key: str = GPU_STEP) -> list[dict]:
-    """Each time a Celery worker started the step: {"worker", "at", "loaded_model"}, in order.
+    """Each time a Celery worker started the step: {"worker", "at", "ended", "loaded_model",
+    "load_seconds"}, in order (times are the events' timestamps).
 
     A redelivered step (its first worker died) shows twice; a model load is counted for the
     execution it happened in."""
@@ -330,9 +332,11 @@ def step_executions(instance, run_id: str, step_key: str = GPU_STEP) -> list[dic
         event = entry.dagster_event
         if event is not None and event.event_type_value == "ENGINE_EVENT" and "in celery worker" in (event.message or ""):
             metadata = event.engine_event_data.metadata
-            executions.append({"worker": metadata["Celery worker"].value, "at": entry.timestamp, "loaded_model": False, "ended": None})
+            executions.append({"worker": metadata["Celery worker"].value, "at": entry.timestamp, "loaded_model": False, "load_seconds": 0.0, "ended": None})
         elif executions and LOAD_MESSAGE in (entry.user_message or ""):
             executions[-1]["loaded_model"] = True
+            seconds = re.search(r" in ([0-9.]+)s$", entry.user_message.strip())
+            executions[-1]["load_seconds"] = float(seconds.group(1)) if seconds else 0.0
         elif executions and event is not None and event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
             executions[-1]["ended"] = entry.timestamp
     return executions
@@ -351,7 +355,7 @@ def materialization_metadata(instance, run_id: str, asset: str = GPU_STEP) -> di
 # ---- the run driver: `python tests/celery_harness.py run BATCH_ID` ----
 
 
-def _run(batch_id: str) -> int:
+def _run(batch_id: str, force: bool) -> int:
     from dagster import DagsterInstance, execute_job
     from dagster._core.definitions.reconstruct import ReconstructableRepository
 
@@ -366,13 +370,19 @@ def _run(batch_id: str) -> int:
     started = time.time()
     with DagsterInstance.get() as instance:
         instance.add_dynamic_partitions("batches", [batch_id])
-        result = execute_job(job, instance=instance, tags={**run_tags(batch), "dagster/partition": batch_id}, raise_on_error=False)
+        result = execute_job(
+            job,
+            instance=instance,
+            tags={**run_tags(batch), "dagster/partition": batch_id},
+            run_config={"ops": {"product_images": {"config": {"force": force}}}},
+            raise_on_error=False,
+        )
     print(json.dumps({"run_id": result.run_id, "success": result.success, "started": started, "ended": time.time()}), flush=True)
     return 0 if result.success else 1
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "run":
+    if len(sys.argv) in (3, 4) and sys.argv[1] == "run" and (len(sys.argv) == 3 or sys.argv[2] == "--force"):
         sys.path.insert(0, str(REPO))
-        sys.exit(_run(sys.argv[2]))
-    sys.exit("usage: celery_harness.py run BATCH_ID")
+        sys.exit(_run(sys.argv[-1], force=len(sys.argv) == 4))
+    sys.exit("usage: celery_harness.py run [--force] BATCH_ID")

@@ -5,7 +5,7 @@ its own vhost), two `zimage worker --gpu N` processes (CUDA_VISIBLE_DEVICES=0 an
 Two batches run at once on the two GPU workers; each worker loads the model once however many
 batches it runs; high-priority batches overtake queued low ones; a worker SIGKILLed mid-batch
 hands the batch to the other, which finishes it with no image lost or made twice; after a broker
-restart the next batch runs. Which worker ran a step and whether it loaded the model is read from
+restart the next batch runs; `scripts/workers` starts one worker per GPU and stops them. Which worker ran a step and whether it loaded the model is read from
 the run's own events (dagster-celery's "Celery worker" metadata, the generator's load line).
 """
 
@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from celery_harness import CeleryBox, PrivateRabbitMQ, materialization_metadata, step_executions
+from conftest import REPO
 
 GPU_QUEUE = "gpu-tiny"  # the GPU pool of ZIMAGE_MODEL=tiny, and so its Celery queue
 
@@ -158,3 +161,31 @@ def test_the_next_batch_runs_after_a_broker_restart(box, rabbitmq):
     assert [w.pid for w in box.workers if w.alive()] == pids  # the same workers reconnected
     (execution,) = step_executions(box.instance(), result["run_id"])
     assert execution["worker"] in {w.hostname() for w in box.gpu}
+
+
+def test_scripts_workers_starts_one_worker_per_gpu_and_stops_them(box):
+    script = [str(REPO / "scripts" / "workers")]
+    run_dir = Path(box.env["ZIMAGE_HOME"]) / "workers"
+
+    def workers(*args):
+        done = subprocess.run(script + list(args), env=box.env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    out = workers("start", "--gpus", "5,6", "--cpu", "0")
+    assert "gpu5: started" in out and "gpu6: started" in out
+    pids = {gpu: int((run_dir / f"gpu{gpu}.pid").read_text()) for gpu in (5, 6)}
+    deadline = time.monotonic() + 180
+    while not all(" ready." in (run_dir / f"gpu{gpu}.log").read_text(errors="replace") for gpu in pids):
+        assert time.monotonic() < deadline, [(run_dir / f"gpu{g}.log").read_text(errors="replace")[-2000:] for g in pids]
+        time.sleep(0.25)
+    host = socket.gethostname()
+    replies = box.celery_app().control.ping(destination=[f"gpu-tiny-gpu{gpu}@{host}" for gpu in pids], timeout=10)
+    assert sorted(name for reply in replies for name in reply) == [f"gpu-tiny-gpu{gpu}@{host}" for gpu in (5, 6)]
+    assert "already running" in workers("start", "--gpus", "5", "--cpu", "0")  # idempotent
+    assert workers("status").count(": running") == 2
+    workers("stop")
+    for pid in pids.values():  # gone (or a zombie waiting to be reaped by init)
+        state = Path(f"/proc/{pid}/stat")
+        assert not state.exists() or state.read_text().split(") ", 1)[1].startswith("Z")
+    assert not list(run_dir.glob("*.pid"))
