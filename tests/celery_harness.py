@@ -252,17 +252,25 @@ class CeleryBox:
     def resume(self, queue: str, *workers: Worker) -> None:
         self._control("add_consumer", queue, workers)
 
+    def ping(self, names: list[str]) -> set[str]:
+        """The workers (by hostname) that answer Celery's ping."""
+        return self._broadcast("ping", names)
+
     def _control(self, command: str, queue: str, workers) -> None:
         names = [w.hostname() for w in workers]
-        replies = getattr(self.celery_app().control, command)(queue, destination=names, reply=True, timeout=10)
-        answered = {name for reply in replies for name in reply}
+        answered = self._broadcast(command, names, queue)
         if answered != set(names):
             raise RuntimeError(f"{command} {queue}: only {sorted(answered)} of {names} answered")
 
-    def celery_app(self):
+    def _broadcast(self, command: str, names: list[str], *args) -> set[str]:
         from celery import Celery
 
-        return Celery("zimage-test-control", broker=self.broker.url, set_as_current=False)
+        app = Celery("zimage-test-control", broker=self.broker.url, set_as_current=False)
+        # A connection of its own: kombu's pool would hand out one that a broker restart broke.
+        with app.connection_for_write() as connection:
+            options = {} if command == "ping" else {"reply": True}  # ping always asks for replies
+            replies = getattr(app.control, command)(*args, destination=names, timeout=10, connection=connection, **options)
+        return {name for reply in replies for name in reply}
 
     def queue_depth(self, queue: str) -> int:
         from kombu import Connection
