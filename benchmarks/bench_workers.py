@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import statistics
 import sys
@@ -155,6 +156,7 @@ def main() -> int:
     finally:
         box.close()
         broker.close()
+        shutil.rmtree(root, ignore_errors=True)
     return 0
 
 
