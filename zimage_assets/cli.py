@@ -5,6 +5,7 @@
     zimage mint [--sku S ...] [--category PATH] [--without-image] [--limit N] [--run]
     zimage run BATCH_ID [--force]    generate and publish one minted batch now, in this process
     zimage where                     where the data, the images and the UI are
+    zimage worker --gpu N | --cpu    a Celery worker for one GPU, or for the CPU steps (ZIMAGE_EXECUTOR=celery)
 
 Every command is a real Dagster run recorded under DAGSTER_HOME, so `dagster dev` shows it.
 Errors are printed as one clear message (exit status 1), not a traceback.
@@ -18,6 +19,7 @@ import sys
 from pathlib import Path
 
 from zimage_assets.settings import PACKAGE_DIR, Settings
+from zimage_assets.worker_cli import add_worker_command
 
 DEMO_SKUS = 6
 _LOG_LEVEL = "CRITICAL"
@@ -75,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
 
     where = sub.add_parser("where", help="print where everything is")
     where.set_defaults(handler=cmd_where)
+    add_worker_command(sub)
     return parser
 
 

@@ -7,7 +7,8 @@ from resources import build_resources
 from sensors import ALL_SCHEDULES, ALL_SENSORS
 from zimage_assets.assets import ALL_ASSETS
 from zimage_assets.checks import ALL_CHECKS
-from zimage_assets.settings import Settings
+from zimage_assets.executors import executor_for
+from zimage_assets.settings import Settings, definition_settings
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,
@@ -16,6 +17,5 @@ defs = dg.Definitions(
     sensors=ALL_SENSORS,
     schedules=ALL_SCHEDULES,
     resources=build_resources(Settings.from_env()),  # read at each (re)load of the code location
-    # GPU work runs in the run's own process: one model load per run, not one per step.
-    executor=dg.in_process_executor,
+    executor=executor_for(definition_settings()),  # ZIMAGE_EXECUTOR: in_process (default) | celery | k8s
 )

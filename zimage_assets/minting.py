@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from resources.prompt_templates import PromptTemplates
 from resources.state_db import StateDB
 from zimage_assets.domain.batching import DEFAULT_PRIORITY, BatchItem, plan_batches, priority_tag
+from zimage_assets.domain.placement import celery_run_priority
 from zimage_assets.domain.refresh import REASONS
 from zimage_assets.domain.sla import batch_deadline
 from zimage_assets.domain.templates import TemplateSet
@@ -153,6 +154,7 @@ def run_tags(batch: Mapping[str, Any]) -> dict[str, str]:
     """Tags of a batch's run: its place in Dagster's run queue and its SLA deadline."""
     tags = {
         "dagster/priority": priority_tag(batch["priority"]),
+        "dagster-celery/run_priority": celery_run_priority(batch["priority"]),  # the same order among Celery's queued steps
         "zimage/batch": batch["batch_id"],
         "zimage/kind": batch["kind"],
         "zimage/priority": batch["priority"],

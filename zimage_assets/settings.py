@@ -46,6 +46,16 @@ DEFAULTS: dict = {
     # including bare-chested male models in sportswear, stay below the REVIEW threshold.
     "nsfw_review_threshold": 0.6,
     "nsfw_block_threshold": 0.85,
+    # ---- beyond one GPU ----
+    "executor": "in_process",
+    "celery_broker_url": "pyamqp://guest@127.0.0.1:5672//",
+    "celery_backend_url": "rpc://",  # replies travel over RabbitMQ, nothing else to run
+    "celery_cpu_queue": "zimage-cpu",
+    "k8s_gpus": 1,
+    "k8s_tolerations": "nvidia.com/gpu:NoSchedule",  # the taint GPU node pools usually carry
+    "k8s_gpu_memory": "32Gi",  # Turbo's 20 GB of bf16 weights pass through host memory
+    "k8s_weights_claim": "zimage-weights",
+    "k8s_weights_mount": "/models",
 }
 
 
@@ -102,12 +112,24 @@ class Settings:
     safety_terms_dir: str  # ZIMAGE_SAFETY_TERMS_DIR: folder of extra term lists (*.txt) added to the built-in ones
     nsfw_review_threshold: float  # ZIMAGE_NSFW_REVIEW: NSFW score from which an image goes to REVIEW
     nsfw_block_threshold: float  # ZIMAGE_NSFW_BLOCK: NSFW score from which an image is BLOCKed
+    # ---- beyond one GPU: executors, Celery workers, Kubernetes GPU pods ----
+    executor: str  # ZIMAGE_EXECUTOR: in_process | celery (one worker per GPU, RabbitMQ) | k8s (one pod per step)
+    celery_broker_url: str  # ZIMAGE_CELERY_BROKER_URL: RabbitMQ of the Celery executor and workers (pyamqp://USER:PASS@HOST:5672/VHOST)
+    celery_backend_url: str  # ZIMAGE_CELERY_BACKEND_URL: Celery result backend (rpc:// = replies over the broker)
+    celery_cpu_queue: str  # ZIMAGE_CELERY_CPU_QUEUE: Celery queue of every step but the GPU one
+    k8s_gpus: int  # ZIMAGE_K8S_GPUS: nvidia.com/gpu limit of the GPU step's pod
+    k8s_node_selector: str  # ZIMAGE_K8S_NODE_SELECTOR: LABEL=VALUE,... node pool of the GPU step's pod (default zimage/gpu-pool=<pool>)
+    k8s_tolerations: str  # ZIMAGE_K8S_TOLERATIONS: KEY[=VALUE]:EFFECT,... taints the GPU step's pod tolerates
+    k8s_gpu_memory: str  # ZIMAGE_K8S_GPU_MEMORY: memory request and limit of the GPU step's pod
+    k8s_weights_claim: str  # ZIMAGE_K8S_WEIGHTS_CLAIM: PersistentVolumeClaim of the weights, mounted read-only ('' = none)
+    k8s_weights_mount: str  # ZIMAGE_K8S_WEIGHTS_MOUNT: where that volume is mounted (ZIMAGE_MODEL_PATH lies under it)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)
         home = Path(env.get("ZIMAGE_HOME") or "zimage_data").expanduser().resolve()
         model = env.get("ZIMAGE_MODEL") or DEFAULTS["model"]
+        gpu_pool = env.get("ZIMAGE_GPU_POOL") or f"gpu-{_pool_suffix(model)}"
         return cls(
             home=home,
             db_url=env.get("ZIMAGE_DB_URL") or f"sqlite:///{home / 'zimage.sqlite'}",
@@ -124,7 +146,7 @@ class Settings:
             templates_path=env.get("ZIMAGE_TEMPLATES") or str(DEFAULT_TEMPLATES),
             catalog_source=env.get("ZIMAGE_CATALOG_SOURCE") or str(SAMPLE_CATALOG),
             max_items_per_batch=_int(env, "ZIMAGE_MAX_ITEMS_PER_BATCH", DEFAULTS["max_items_per_batch"]),
-            gpu_pool=env.get("ZIMAGE_GPU_POOL") or f"gpu-{_pool_suffix(model)}",
+            gpu_pool=gpu_pool,
             s3_endpoint_url=env.get("ZIMAGE_S3_ENDPOINT_URL") or "",
             s3_region=env.get("ZIMAGE_S3_REGION") or "",
             s3_access_key_id=env.get("ZIMAGE_S3_ACCESS_KEY_ID") or "",
@@ -139,6 +161,7 @@ class Settings:
             gpu_hour_price_usd=_non_negative_float(env, "ZIMAGE_GPU_HOUR_PRICE_USD", DEFAULTS["gpu_hour_price_usd"]),
             **_operations_settings(env),
             **_quality_settings(env, model),
+            **_scaleout_settings(env, gpu_pool),
         )
 
     def describe(self) -> dict[str, str]:
@@ -295,3 +318,29 @@ def _quality_settings(env: dict[str, str], model: str) -> dict:
         "nsfw_review_threshold": shares["ZIMAGE_NSFW_REVIEW"],
         "nsfw_block_threshold": shares["ZIMAGE_NSFW_BLOCK"],
     }
+
+
+# ---- beyond one GPU: executors, Celery workers, Kubernetes GPU pods ----
+
+
+def _scaleout_settings(env: dict[str, str], gpu_pool: str) -> dict:
+    from zimage_assets.domain import placement
+
+    values = {
+        "executor": placement.check_executor(env.get("ZIMAGE_EXECUTOR") or DEFAULTS["executor"]),
+        "celery_broker_url": env.get("ZIMAGE_CELERY_BROKER_URL") or DEFAULTS["celery_broker_url"],
+        "celery_backend_url": env.get("ZIMAGE_CELERY_BACKEND_URL") or DEFAULTS["celery_backend_url"],
+        "celery_cpu_queue": placement.check_queue(env.get("ZIMAGE_CELERY_CPU_QUEUE") or DEFAULTS["celery_cpu_queue"], "ZIMAGE_CELERY_CPU_QUEUE"),
+        "k8s_gpus": _int(env, "ZIMAGE_K8S_GPUS", DEFAULTS["k8s_gpus"]),
+        "k8s_node_selector": env.get("ZIMAGE_K8S_NODE_SELECTOR") or f"zimage/gpu-pool={gpu_pool}",
+        "k8s_tolerations": env.get("ZIMAGE_K8S_TOLERATIONS", DEFAULTS["k8s_tolerations"]),
+        "k8s_gpu_memory": placement.check_quantity(env.get("ZIMAGE_K8S_GPU_MEMORY") or DEFAULTS["k8s_gpu_memory"], "ZIMAGE_K8S_GPU_MEMORY"),
+        "k8s_weights_claim": env.get("ZIMAGE_K8S_WEIGHTS_CLAIM", DEFAULTS["k8s_weights_claim"]),
+        "k8s_weights_mount": env.get("ZIMAGE_K8S_WEIGHTS_MOUNT") or DEFAULTS["k8s_weights_mount"],
+    }
+    placement.check_queue(gpu_pool, "ZIMAGE_GPU_POOL")  # the GPU step's Celery queue and node label
+    placement.parse_node_selector(values["k8s_node_selector"])  # a wrong value fails here, naming it
+    placement.parse_tolerations(values["k8s_tolerations"])
+    if not values["k8s_weights_mount"].startswith("/"):
+        raise ValueError(f"ZIMAGE_K8S_WEIGHTS_MOUNT={values['k8s_weights_mount']!r} must be an absolute path")
+    return values

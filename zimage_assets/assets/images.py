@@ -39,6 +39,7 @@ from zimage_assets.domain.specs import GenerationSpec, build_spec
 from zimage_assets.domain.storage_keys import batch_file_key
 from zimage_assets.domain.templates import item_seed
 from zimage_assets.domain.verdicts import BLOCK, PASS, rank, summarise
+from zimage_assets.executors import gpu_step_tags
 from zimage_assets.metadata import markdown_table
 from zimage_assets.partitions import batch_partitions
 from zimage_assets.settings import definition_settings
@@ -56,6 +57,7 @@ class ImagesConfig(dg.Config):
     deps=[product_prompts],
     group_name="generation",
     pool=definition_settings().gpu_pool,
+    op_tags=gpu_step_tags(definition_settings()),  # its Celery queue or its GPU pod (ZIMAGE_EXECUTOR)
     kinds={"pytorch"},
 )
 def product_images(
