@@ -136,7 +136,8 @@ class RequestQueue:
         log: Callable[[str], None] = lambda line: None,
     ) -> dict[str, int]:
         """Consume until `should_stop()` (or, with `drain`, until every queue is empty); counts."""
-        counts = {"received": 0, "recorded": 0, "dead_lettered": 0, "batches": 0, "handler_errors": 0}
+        counts: dict = {"received": 0, "recorded": 0, "dead_lettered": 0, "batches": 0, "handler_errors": 0, "busy_seconds": 0.0}
+        first_message: float | None = None
         connection = self.connect()
         try:
             channel = connection.channel()
@@ -156,12 +157,14 @@ class RequestQueue:
                 connection.process_data_events(time_limit=0.02 if buffer else 0.25)
                 if len(buffer) > before:
                     last_message = time.monotonic()
+                    first_message = first_message or last_message
                     if len(buffer) < batch_size:
                         continue  # more may be on their way: fill the batch first
                 if buffer:
                     batch = sorted(buffer, key=lambda d: (PRIORITIES.index(d.queue_priority), -d.amqp_priority, d.tag))
                     buffer.clear()
                     self._settle(channel, batch, handle, counts, log)
+                    counts["busy_seconds"] = time.monotonic() - (first_message or time.monotonic())  # first message to last ack
                 elif drain and time.monotonic() - last_message >= idle_seconds:
                     if not any(channel.queue_declare(self.queue(p), passive=True).method.message_count for p in PRIORITIES):
                         break

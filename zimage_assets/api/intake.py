@@ -63,10 +63,11 @@ def cmd_intake(args, settings: Settings, error) -> int:
         if isinstance(exc, pika.exceptions.AMQPError):
             raise error(f"RabbitMQ at {queue.describe()}: {type(exc).__name__}: {exc}") from None
         raise
-    seconds = time.monotonic() - started
+    seconds, busy = time.monotonic() - started, counts["busy_seconds"]
+    rate = f", {counts['received'] / busy:.0f} messages/s from the first message to the last acknowledgement" if busy > 0 else ""
     print(
         f"zimage intake: {counts['received']} message(s) received, {counts['recorded']} recorded (or already recorded), "
-        f"{counts['dead_lettered']} dead-lettered, in {counts['batches']} batch(es), {seconds:.1f}s",
+        f"{counts['dead_lettered']} dead-lettered, in {counts['batches']} batch(es), {seconds:.1f}s{rate}",
         flush=True,
     )
     return 0
