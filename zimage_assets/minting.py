@@ -143,13 +143,16 @@ def mint_refresh(state_db: StateDB, prompt_templates: PromptTemplates, due: Sequ
 
 
 def mint_regenerations(state_db: StateDB, prompt_templates: PromptTemplates, items: Sequence[tuple[str, str]], *, source: str) -> str:
-    """One manual batch that makes these (SKU, view) items again, as reviewers asked; its id."""
+    """One manual batch that makes these (SKU, view) items again, as reviewers asked; its id.
+
+    A request's image (no catalog SKU) is made again from its own prompt, seed and size."""
     return state_db.mint_batch(
         kind="manual",
         priority="normal",
         items=[BatchItem(sku, view) for sku, view in items],
         template_version=prompt_templates.load_or_fail().version,
         selection={"review_regenerate": [f"{sku}/{view}" for sku, view in items], "file": source},
+        carried=state_db.carried_items(items),
     )
 
 

@@ -68,17 +68,22 @@ class BatchState(Topic):
         selection: Mapping[str, Any],
         now: datetime | None = None,
         deadline: datetime | None = None,
+        carried: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
     ) -> str:
-        """Create one immutable batch and its items; returns the new batch id."""
+        """Create one immutable batch and its items; returns the new batch id.
+
+        `carried`: item rows of items that are no catalog SKUs (a request's images), copied with
+        their own prompt, seed, size and steps."""
         if not items:
             raise ValueError("a batch needs at least one item")
         now = now or utcnow()
         prefix = batch_id_prefix(kind, now)
-        hashes = {sku: p["content_hash"] for sku, p in self.products([i.sku for i in items]).items()}  # type: ignore[attr-defined]
-        missing = sorted({i.sku for i in items} - hashes.keys())
+        carried = carried or {}
+        hashes = {sku: p["content_hash"] for sku, p in self.products([i.sku for i in items if (i.sku, i.view) not in carried]).items()}  # type: ignore[attr-defined]
+        missing = sorted({i.sku for i in items if (i.sku, i.view) not in carried} - hashes.keys())
         if missing:
             raise ValueError(f"unknown SKU(s) {missing[:5]}: ingest the catalog first")
-        rows = [{"sku": i.sku, "view": i.view, "content_hash": hashes[i.sku]} for i in items]
+        rows = [dict(carried[(i.sku, i.view)]) if (i.sku, i.view) in carried else {"sku": i.sku, "view": i.view, "content_hash": hashes[i.sku]} for i in items]
         for _ in range(100):  # concurrent minters race for a sequence number: retry on conflict
             with self.engine.begin() as conn:
                 new_id = insert_batch(

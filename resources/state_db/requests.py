@@ -205,6 +205,23 @@ class RequestState(Topic):
             for chunk in [list(task_ids)[i : i + 900] for i in range(0, len(task_ids), 900)]:
                 conn.execute(r.update().where(r.c.task_id.in_(chunk)).values(notified_at=now))
 
+    def carried_items(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        """(sku, view) -> the item row (prompt, seed, size, steps, content hash) of its newest
+        batch, for items that carry their own prompt (a request's images), not catalog SKUs."""
+        i, b = t.batch_items, t.batches
+        catalog = self.products(sku for sku, _ in keys)  # type: ignore[attr-defined]
+        wanted = {key for key in keys if key[0] not in catalog}
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+        columns = [c for c in i.columns if c.name != "batch_id"]
+        with self.engine.connect() as conn:
+            query = lambda chunk: (  # noqa: E731
+                sa.select(*columns).join(b, b.c.batch_id == i.c.batch_id).where(i.c.sku.in_(chunk), i.c.prompt.is_not(None)).order_by(b.c.created_at)
+            )
+            for row in rows_in_chunks(conn, sorted({sku for sku, _ in wanted}), query):
+                if (row.sku, row.view) in wanted:
+                    out[(row.sku, row.view)] = dict(row._mapping)  # the newest batch wins
+        return out
+
     # ---- what a task's status is computed from ----
 
     def task_facts(self, task_id: str) -> dict[str, Any] | None:
