@@ -143,15 +143,18 @@ def test_malformed_messages_are_dead_lettered_with_the_reason(make_intake):
     }
     queue.publish(list(bad), "normal")
     queue.publish([message("ok-1"), message("blocked-1", prompt="a naked woman in lingerie")], "normal")
+    twins = [json.dumps(message("dup-1")).encode(), json.dumps(message("dup-1", prompt="not the same")).encode()]
+    queue.publish(twins, "normal")  # one task_id, two payloads, in one batch: the second is refused
+    bad[twins[1]] = "task_id: task_id_reused"
     done = intake.run("--drain")
-    assert done.returncode == 0 and f"{len(bad) + 2} message(s) received, 2 recorded" in done.stdout, done.stdout
+    assert done.returncode == 0 and f"{len(bad) + 3} message(s) received, 3 recorded" in done.stdout, done.stdout
     letters = queue.dead_letters()
     assert len(letters) == len(bad)
     for (body, headers), (sent, reason) in zip(sorted(letters), sorted(bad.items())):
         assert body == sent  # the message as it came, byte for byte
         assert reason in headers["x-zimage-reason"], (sent, headers)
     tasks = {t["task_id"]: t for t in intake.tasks()}
-    assert set(tasks) == {"ok-1", "blocked-1"}
+    assert set(tasks) == {"ok-1", "blocked-1", "dup-1"}
     assert tasks["blocked-1"]["status"] == "blocked" and "unsafe_sexual" in json.loads(tasks["blocked-1"]["reason"])  # recorded, never generated
 
 

@@ -25,7 +25,7 @@ from zimage_assets.domain.batching import DEFAULT_PRIORITY, BatchItem, plan_batc
 from zimage_assets.domain.refresh import REASONS
 from zimage_assets.domain.requests import GenerationRequest, RequestError, quality_steps, regeneration_items, request_items
 from zimage_assets.domain.sla import batch_deadline
-from zimage_assets.domain.templates import TemplateSet
+from zimage_assets.domain.templates import TemplateError, TemplateSet
 from zimage_assets.domain.timestamps import iso_z
 
 Selection = Mapping[str, Any] | Callable[[list[str]], Mapping[str, Any]]
@@ -176,7 +176,6 @@ def mint_requests(
     minted: list[str] = []
     now = utcnow()
     generate = [t for t in tasks if t["kind"] == "generate"]
-    templates = prompt_templates.load_or_fail() if len(generate) < len(tasks) else None
     for priority in ("high", "normal", "low"):
         of_priority = {t["task_id"]: t for t in generate if t["priority"] == priority}
         plan = plan_batches(((tid, [str(i) for i in range(t["num_images"])]) for tid, t in of_priority.items()), policy.max_items_per_batch)
@@ -188,7 +187,14 @@ def mint_requests(
                 steps = quality_steps(request.quality, model_steps()) if request.quality != "standard" else None
                 items += request_items(task["task_id"], request, steps)
             minted.append(_mint_request_group(state_db, chosen, items, policy, "request", now))
-    for task in (t for t in tasks if t["kind"] == "regenerate"):
+    regenerate = [t for t in tasks if t["kind"] == "regenerate"]
+    try:
+        templates = prompt_templates.load() if regenerate else None
+    except TemplateError as exc:  # regenerations wait for a usable file; generation requests need none
+        if log is not None:
+            log.error(f"{len(regenerate)} regeneration request(s) wait: {exc}")
+        regenerate = []
+    for task in regenerate:
         request = json.loads(task["request"])
         products = state_db.products(request["skus"])
         try:

@@ -122,8 +122,10 @@ class Intake:
             row["notified_at"] = None  # a blocked queued request has no one waiting: its callback says so
             tasks.append((index, row))
         outcome = self.state_db.record_queued_tasks([row for _, row in tasks])
+        first_hash: dict[str, str] = {}
         for index, row in tasks:
-            if outcome[row["task_id"]] == "conflict":
+            earlier = first_hash.setdefault(row["task_id"], row["request_hash"])
+            if outcome[row["task_id"]] == "conflict" or earlier != row["request_hash"]:  # also within one batch
                 reasons[index] = f"task_id: task_id_reused: task {row['task_id']!r} was recorded with a different payload"
         return reasons
 
@@ -239,5 +241,5 @@ def current_sku_images(state_db: StateDB, image_store: ImageStore, sku: str) -> 
 def _json(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise rules.RequestError(None, "invalid_json", f"the message is not JSON ({exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise rules.RequestError(None, "invalid_json", f"the message is not JSON ({exc})"[:300]) from None

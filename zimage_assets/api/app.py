@@ -165,8 +165,8 @@ async def _json_body(request: Request, limit: int):
         chunks.append(chunk)
     try:
         return json.loads(b"".join(chunks) or b"{}")
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"the body is not JSON: {exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ApiError(400, "invalid_json", f"the body is not JSON: {exc}"[:300]) from None
 
 
 async def _wait_until_finished(ctx: ApiContext, request: Request, task_id: str) -> None:
