@@ -22,6 +22,8 @@ Names and labels:
   zimage_inference_latency_seconds{model}        histogram of GPU seconds per generated image
   zimage_images_per_second{model}                generation speed of the model's latest run
   zimage_queue_length{priority}                  runs waiting in Dagster's run queue, plus requests (API, intake) no run holds yet
+  zimage_generation_tasks, zimage_requests_waiting, zimage_intake_messages, zimage_request_to_published_seconds:
+                                                 requests from other systems (resources/request_metrics.py; source "broker" above)
   zimage_queue_oldest_seconds{priority}          age of the oldest of them
   zimage_runs_in_progress{priority}              runs starting or running
   zimage_cache_hit_rate                          hits / lookups of the latest run that looked up
@@ -30,9 +32,7 @@ Names and labels:
   zimage_gpu_seconds_total{model}, zimage_cost_usd_total{model}
   zimage_cost_per_1000_images_usd{model}         of the model's latest batch, from its receipts
   zimage_gpu_pool_slots{pool}, zimage_gpu_pool_slots_in_use{pool}, zimage_gpu_pool_pending_steps{pool}
-  zimage_metrics_source_up{source}               1 when project_db / dagster (/ broker) could be read
-  zimage_generation_tasks, zimage_requests_waiting, zimage_intake_messages, zimage_request_to_published_seconds:
-                                                 requests from other systems (resources/request_metrics.py)
+  zimage_metrics_source_up{source}               1 when project_db / dagster could be read
 """
 
 from __future__ import annotations
