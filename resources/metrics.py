@@ -46,7 +46,6 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from resources.request_metrics import broker_family, request_families
 from zimage_assets.domain.cost import LATENCY_BUCKETS, cumulative
 
 PRIORITIES = ("high", "normal", "low")
@@ -93,6 +92,8 @@ class ProjectCollector(Collector):
             self._cached = None
 
     def _compute(self) -> Iterator[Metric]:
+        from resources.request_metrics import broker_family, request_families  # requests from other systems
+
         up = GaugeMetricFamily("zimage_metrics_source_up", "1 when the source could be read at the last collection", labels=["source"])
         waiting: dict[str, int] = {}  # asked for, in no run yet: part of the queue length
         try:
