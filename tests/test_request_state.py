@@ -135,3 +135,30 @@ def test_a_database_from_before_item_steps_gets_the_column(tmp_path):
     assert item["steps"] is None and item["content_hash"] == "h"
     StateDB(url=url).engine  # noqa: B018 - a second look adds nothing twice
     assert len([c for c in sa.inspect(state_db.engine).get_columns("batch_items") if c["name"] == "steps"]) == 1
+
+
+def test_regeneration_requests_share_batches_unless_they_ask_for_the_same_item(project):
+    from zimage_assets.minting import mint_requests
+    from zimage_assets.requests import Intake, describe_task
+
+    project.ingest()
+    resources = project.resources
+    intake = Intake(resources["state_db"], resources["quality_gates"], resources["webhooks"], resources["request_policy"])
+    templates = resources["prompt_templates"].load()
+    key = {"key_id": "k1", "images_per_day": 1000}
+
+    def ask(body):
+        return intake.submit_regeneration(body, templates, key=key, idempotency_header=None, now=utcnow()).task["task_id"]
+
+    black = ask({"skus": ["MH01-XS-Black"], "views": ["front"]})
+    gray = ask({"skus": ["MH01-XS-Gray"]})
+    again = ask({"skus": ["MH01-XS-Black"], "views": ["front", "back"]})  # overlaps the first: another batch
+    minted = mint_requests(project.state_db, resources["prompt_templates"], resources["request_policy"], model_steps=lambda: 8)
+    batches = {t: project.state_db.task(t)["batch_id"] for t in (black, gray, again)}
+    assert len(minted) == 2 and batches[black] == batches[gray] != batches[again]
+    assert {(i["sku"], i["view"]) for i in project.state_db.batch_items(batches[black])} == {
+        ("MH01-XS-Black", "front"), *(("MH01-XS-Gray", v) for v in ("front", "back", "detail", "lifestyle"))
+    }  # fmt: skip
+    images = describe_task(project.state_db, project.store, black)["images"]  # only its own items of the shared batch
+    assert [(i["sku"], i["view"]) for i in images] == [("MH01-XS-Black", "front")]
+    assert mint_requests(project.state_db, resources["prompt_templates"], resources["request_policy"], model_steps=lambda: 8) == []

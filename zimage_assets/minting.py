@@ -14,6 +14,7 @@ caller's business (a sensor, usually): `run_tags` are the tags a batch's run car
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import datetime
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -167,14 +168,16 @@ def mint_requests(
 ) -> list[str]:
     """`request` batches of recorded requests, most urgent first; the new batch ids.
 
-    Generation requests of one priority share batches (a request's images stay together), their
-    items carrying their own prompt, seed, size and steps; a regeneration request gets a batch of
-    its own, of its SKUs' template views. Deadline: the earliest request + its priority's hours.
-    `model_steps`: the served model's steps (asked only when a request needs them for its quality).
+    Requests of one priority share batches of up to ZIMAGE_MAX_ITEMS_PER_BATCH items (a request's
+    images stay together): generation requests' items carry their own prompt, seed, size and
+    steps; regeneration requests' items are their SKUs' template views (two requests for the same
+    SKU x view go to different batches). Deadline: the earliest request + its priority's hours.
+    `model_steps`: the served model's steps (asked once, and only when a quality needs them).
     """
     tasks = state_db.waiting_tasks(limit)
-    minted: list[str] = []
+    minted: list[str | None] = []
     now = utcnow()
+    model_steps = functools.cache(model_steps)
     generate = [t for t in tasks if t["kind"] == "generate"]
     for priority in ("high", "normal", "low"):
         of_priority = {t["task_id"]: t for t in generate if t["priority"] == priority}
@@ -194,20 +197,28 @@ def mint_requests(
         if log is not None:
             log.error(f"{len(regenerate)} regeneration request(s) wait: {exc}")
         regenerate = []
-    for task in regenerate:
-        request = json.loads(task["request"])
-        products = state_db.products(request["skus"])
-        try:
-            wanted = regeneration_items(products, templates, request["skus"], request["views"])
-        except RequestError as exc:  # the catalog or the templates changed since the request was accepted
-            state_db.finish_task(task["task_id"], status="failed", reason=[exc.message], finished_at=now)
-            continue
-        items = [{"sku": sku, "view": view, "content_hash": products[sku]["content_hash"]} for sku, view in wanted]
-        minted.append(_mint_request_group(state_db, [task], items, policy, templates.version, now))
-    minted = [m for m in minted if m]
-    if log is not None and minted:
-        log.info(f"minted {len(minted)} request batch(es) for {len(tasks)} request(s): {', '.join(minted[:10])}")
-    return minted
+    for priority in ("high", "normal", "low"):
+        chosen, items = [], []
+        for task in (t for t in regenerate if t["priority"] == priority):
+            request = json.loads(task["request"])
+            products = state_db.products(request["skus"])
+            try:
+                wanted = regeneration_items(products, templates, request["skus"], request["views"])
+            except RequestError as exc:  # the catalog or the templates changed since the request was accepted
+                state_db.finish_task(task["task_id"], status="failed", reason=[exc.message], finished_at=now)
+                continue
+            taken = {(i["sku"], i["view"]) for i in items}
+            if chosen and (len(items) + len(wanted) > policy.max_items_per_batch or taken & set(wanted)):
+                minted.append(_mint_request_group(state_db, chosen, items, policy, templates.version, now))
+                chosen, items = [], []
+            chosen.append(task)
+            items += [{"sku": sku, "view": view, "content_hash": products[sku]["content_hash"]} for sku, view in wanted]
+        if chosen:
+            minted.append(_mint_request_group(state_db, chosen, items, policy, templates.version, now))
+    done = [m for m in minted if m]
+    if log is not None and done:
+        log.info(f"minted {len(done)} request batch(es) for {len(tasks)} request(s): {', '.join(done[:10])}")
+    return done
 
 
 def _mint_request_group(state_db: StateDB, tasks: list[dict], items: list[dict], policy: RequestPolicy, template_version: str, now) -> str | None:

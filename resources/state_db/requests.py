@@ -236,8 +236,13 @@ class RequestState(Topic):
             return facts
         i, g, p = t.batch_items, t.generation_runs, t.batch_publications
         items_query = sa.select(i).where(i.c.batch_id == batch_id).order_by(i.c.sku, i.c.view)
-        if task["kind"] == "generate":  # a packed batch holds other tasks' images too
+        request = json.loads(task["request"])
+        if task["kind"] == "generate":  # a batch holds other requests' items too
             items_query = items_query.where(i.c.sku.in_([item_sku(task_id, n) for n in range(task["num_images"])]))
+        else:
+            items_query = items_query.where(i.c.sku.in_(request["skus"]))
+            if request["views"]:
+                items_query = items_query.where(i.c.view.in_(request["views"]))
         shown = shown_images_select().subquery()
         with self.engine.connect() as conn:
             facts["batch"] = dict(conn.execute(sa.select(t.batches).where(t.batches.c.batch_id == batch_id)).one()._mapping)
