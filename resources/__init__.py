@@ -21,6 +21,7 @@ from resources.metrics_publisher import MetricsPublisher
 from resources.prompt_templates import PromptTemplates
 from resources.quality_gates import QualityGates
 from resources.redis_cache import RedisCache
+from resources.request_policy import RequestPolicy
 from resources.result_cache import ResultCache
 from resources.s3_image_store import MAX_PRESIGN_SECONDS, S3ImageStore
 from resources.service_levels import ServiceLevels
@@ -66,6 +67,7 @@ def build_resources(settings: Settings) -> dict:
         ),
         "metrics": MetricsPublisher(textfile_path=settings.metrics_file, pushgateway_url=settings.pushgateway_url),
         "quality_gates": quality_gates_from_settings(settings),
+        "request_policy": request_policy_from_settings(settings),
     }
 
 
@@ -120,3 +122,29 @@ def quality_gates_from_settings(settings: Settings) -> QualityGates:
         safety_terms_dir=settings.safety_terms_dir,
         image_safety=ImageSafety(review_threshold=settings.nsfw_review_threshold, block_threshold=settings.nsfw_block_threshold),
     )
+
+
+def request_policy_from_settings(settings: Settings) -> RequestPolicy:
+    """What the generations API and the RabbitMQ intake accept (ZIMAGE_API_*, ZIMAGE_REQUEST_*)."""
+    return RequestPolicy(
+        served_models=list(settings.api_models),
+        max_images=settings.api_max_images,
+        max_prompt_chars=settings.prompt_max_chars,
+        max_items_per_batch=settings.max_items_per_batch,
+        max_body_bytes=settings.api_max_body_bytes,
+        sync_max_images=settings.api_sync_max_images,
+        sync_wait_seconds=settings.api_sync_wait_seconds,
+        idempotency_hours=settings.api_idempotency_hours,
+        requests_per_minute=settings.api_requests_per_minute,
+        images_per_day=settings.api_images_per_day,
+        deadline_hours=dict(settings.request_deadline_hours),
+    )
+
+
+def request_queue_from_settings(settings: Settings):
+    """The RabbitMQ intake's queues (ZIMAGE_AMQP_URL, ZIMAGE_INTAKE_QUEUE_PREFIX); None without a URL."""
+    if not settings.amqp_url:
+        return None
+    from resources.request_queue import RequestQueue
+
+    return RequestQueue(url=settings.amqp_url, prefix=settings.intake_queue_prefix)

@@ -21,7 +21,9 @@ Names and labels:
   zimage_errors_total{error_type}                run_failed (Dagster), cache_unavailable
   zimage_inference_latency_seconds{model}        histogram of GPU seconds per generated image
   zimage_images_per_second{model}                generation speed of the model's latest run
-  zimage_queue_length{priority}                  runs waiting in Dagster's run queue
+  zimage_queue_length{priority}                  runs waiting in Dagster's run queue, plus requests (API, intake) no run holds yet
+  zimage_generation_tasks, zimage_requests_waiting, zimage_intake_messages, zimage_request_to_published_seconds:
+                                                 requests from other systems (resources/request_metrics.py; source "broker" above)
   zimage_queue_oldest_seconds{priority}          age of the oldest of them
   zimage_runs_in_progress{priority}              runs starting or running
   zimage_cache_hit_rate                          hits / lookups of the latest run that looked up
@@ -73,9 +75,10 @@ class ProjectCollector(Collector):
     cost the databases one round of queries per interval.
     """
 
-    def __init__(self, state_db, instance=None, min_interval_seconds: float = 5.0):
+    def __init__(self, state_db, instance=None, min_interval_seconds: float = 5.0, broker_depths=None):
         self.state_db = state_db
         self.instance = instance
+        self.broker_depths = broker_depths  # the intake's RabbitMQ queue depths, where a broker is configured
         self.min_interval_seconds = min_interval_seconds
         self._lock = threading.Lock()
         self._cached: tuple[float, list[Metric]] | None = None
@@ -93,17 +96,31 @@ class ProjectCollector(Collector):
             self._cached = None
 
     def _compute(self) -> Iterator[Metric]:
+        from resources.request_metrics import broker_family, request_families  # requests from other systems
+
         up = GaugeMetricFamily("zimage_metrics_source_up", "1 when the source could be read at the last collection", labels=["source"])
+        waiting: dict[str, int] = {}  # asked for, in no run yet: part of the queue length
         try:
             families = list(self._from_tables())
+            requests, waiting = request_families(self.state_db)
+            families += requests
             up.add_metric(["project_db"], 1)
         except Exception as exc:  # noqa: BLE001 - a database outage must not break the endpoint
             get_dagster_logger().warning(f"metrics: project tables unreadable: {exc}")
             families = []
             up.add_metric(["project_db"], 0)
+        if self.broker_depths is not None:
+            try:
+                broker, messages = broker_family(self.broker_depths)
+                families += broker
+                waiting = {p: waiting.get(p, 0) + messages.get(p, 0) for p in PRIORITIES}
+                up.add_metric(["broker"], 1)
+            except Exception as exc:  # noqa: BLE001
+                get_dagster_logger().warning(f"metrics: intake broker unreadable: {exc}")
+                up.add_metric(["broker"], 0)
         if self.instance is not None:
             try:
-                dagster_families = list(self._from_dagster())
+                dagster_families = list(self._from_dagster(waiting))
                 up.add_metric(["dagster"], 1)
             except Exception as exc:  # noqa: BLE001
                 get_dagster_logger().warning(f"metrics: Dagster instance unreadable: {exc}")
@@ -178,11 +195,11 @@ class ProjectCollector(Collector):
 
     # ---- from Dagster ----
 
-    def _from_dagster(self) -> Iterator[Metric]:
+    def _from_dagster(self, waiting: dict[str, int]) -> Iterator[Metric]:
         from dagster import DagsterRunStatus, RunsFilter
 
         now = time.time()
-        queue = {p: 0 for p in PRIORITIES}
+        queue = {p: waiting.get(p, 0) for p in PRIORITIES}
         oldest = {p: 0.0 for p in PRIORITIES}
         for record in self.instance.get_run_records(filters=RunsFilter(statuses=[DagsterRunStatus.QUEUED])):
             priority = priority_of(record.dagster_run.tags)
@@ -195,7 +212,9 @@ class ProjectCollector(Collector):
             running[priority_of(run.tags)] += 1
         failed = self.instance.get_runs_count(filters=RunsFilter(statuses=[DagsterRunStatus.FAILURE]))
 
-        length = GaugeMetricFamily("zimage_queue_length", "Runs waiting in Dagster's run queue", labels=["priority"])
+        length = GaugeMetricFamily(
+            "zimage_queue_length", "Runs waiting in Dagster's run queue, plus requests no run holds yet", labels=["priority"]
+        )
         age = GaugeMetricFamily("zimage_queue_oldest_seconds", "Age of the oldest queued run", labels=["priority"])
         progress = GaugeMetricFamily("zimage_runs_in_progress", "Runs starting or running", labels=["priority"])
         for priority in PRIORITIES:
@@ -248,10 +267,12 @@ def _le(bound: float) -> str:
     return repr(float(bound))
 
 
-def build_registry(state_db, instance=None, min_interval_seconds: float = 5.0) -> tuple[CollectorRegistry, ProjectCollector]:
+def build_registry(
+    state_db, instance=None, min_interval_seconds: float = 5.0, broker_depths=None
+) -> tuple[CollectorRegistry, ProjectCollector]:
     """A new registry holding the project collector (one per process: the server keeps its own)."""
     registry = CollectorRegistry(auto_describe=False)
-    collector = ProjectCollector(state_db, instance, min_interval_seconds)
+    collector = ProjectCollector(state_db, instance, min_interval_seconds, broker_depths)
     registry.register(collector)
     return registry, collector
 

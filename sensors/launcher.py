@@ -2,8 +2,8 @@
 
 Whoever mints (the mint job, the CLI, the new-SKU sensor, the monthly refresh) only writes the
 batch to the database. A sensor turns it into a partition and a queued run: `new_sku_sensor`
-launches the batches it mints (kind `new`) in the same tick; `minted_batches_sensor` launches the
-rest (`manual`, `refresh`). Each batch kind has exactly one launcher, so a batch never gets two
+launches the batches it mints (kind `new`) in the same tick, `request_batches_sensor` those of kind
+`request` (sensors/requests.py); `minted_batches_sensor` launches the rest (`manual`, `refresh`). Each batch kind has exactly one launcher, so a batch never gets two
 runs. The run key is the batch id, and a batch that already has a run is not requested again, so
 repeated ticks never launch a batch twice, and a batch minted just before a crash is launched on
 the next tick.

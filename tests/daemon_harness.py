@@ -19,6 +19,7 @@ from typing import Iterator
 
 import dagster as dg
 import yaml
+from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
 from dagster._core.test_utils import InProcessTestWorkspaceLoadTarget
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
@@ -50,6 +51,10 @@ def project_instance() -> Iterator[dg.DagsterInstance]:
 def code_location(instance: dg.DagsterInstance) -> Iterator[WorkspaceProcessContext]:
     for name in [m for m in sys.modules if m == "zimage_assets.definitions"]:
         del sys.modules[name]  # rebuild resources from this test's environment
+    # Runs executed in this process keep their job's last definition (lru_cache on the
+    # reconstructable job): drop it, or the next test's runs would use an earlier test's resources.
+    ReconstructableJob.get_repository_definition.cache_clear()
+    ReconstructableJob.get_definition.cache_clear()
     origin = InProcessCodeLocationOrigin(
         LoadableTargetOrigin(executable_path=sys.executable, module_name="zimage_assets.definitions", working_directory=str(REPO)),
         location_name=LOCATION,

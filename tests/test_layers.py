@@ -17,7 +17,20 @@ import pytest
 
 from conftest import REPO
 
-FACE = {"zimage_assets.definitions", "zimage_assets.cli", "zimage_assets.qc_cli", "zimage_assets.metrics_server"}
+FACE = {
+    "zimage_assets.definitions",
+    "zimage_assets.cli",
+    "zimage_assets.qc_cli",
+    "zimage_assets.metrics_server",
+    # the generations API and the RabbitMQ intake: how other systems ask for images
+    "zimage_assets.api",
+    "zimage_assets.api.app",
+    "zimage_assets.api.auth",
+    "zimage_assets.api.schemas",
+    "zimage_assets.api.server",
+    "zimage_assets.api.keys",
+    "zimage_assets.api.intake",
+}
 SETTINGS = "zimage_assets.settings"
 
 

@@ -6,6 +6,9 @@
     zimage run BATCH_ID [--force]    generate and publish one minted batch now, in this process
     zimage where                     where the data, the images and the UI are
     zimage worker --gpu N | --cpu    a Celery worker for one GPU, or for the CPU steps (ZIMAGE_EXECUTOR=celery)
+    zimage api [--host H] [--port P] serve the generations API (zimage_assets/api/)
+    zimage intake [--drain]          record requests from the RabbitMQ queues
+    zimage api-key create|list|revoke  the API's keys
 
 Every command is a real Dagster run recorded under DAGSTER_HOME, so `dagster dev` shows it.
 Errors are printed as one clear message (exit status 1), not a traceback.
@@ -78,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
     where = sub.add_parser("where", help="print where everything is")
     where.set_defaults(handler=cmd_where)
     add_worker_command(sub)
+
+    from zimage_assets.api import intake, keys, server  # requests from other systems: their own module
+
+    server.add_parser(sub)
+    intake.add_parser(sub, CliError)
+    keys.add_parser(sub, CliError)
     return parser
 
 

@@ -73,7 +73,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     _ensure_dagster_home(settings)
     instance = DagsterInstance.get()
-    registry, _ = build_registry(StateDB(url=settings.db_url), instance, min_interval_seconds=args.cache_seconds)
+    from resources import request_queue_from_settings
+
+    queue = request_queue_from_settings(settings)  # the intake's queue depths, where ZIMAGE_AMQP_URL is set
+    registry, _ = build_registry(
+        StateDB(url=settings.db_url), instance, min_interval_seconds=args.cache_seconds, broker_depths=queue.depths if queue else None
+    )
     if args.once:
         sys.stdout.write(generate_latest(registry).decode())
         return 0

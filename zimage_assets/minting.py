@@ -4,7 +4,8 @@ Every way a batch comes to be is here, each a short function over the same `mint
 - `mint_selection`: SKUs a person chose (the mint_batches job, the CLI);
 - `mint_new_and_changed`: SKU versions with no image and no batch (the new-SKU sensor);
 - `mint_refresh`: SKUs the monthly refresh found due (the refresh job);
-- `mint_regenerations`: items a reviewer sent back (the review decisions asset).
+- `mint_regenerations`: items a reviewer sent back (the review decisions asset);
+- `mint_requests`: requests recorded by the API or the RabbitMQ intake (the request sensor).
 
 Each batch is written in its own transaction; SKUs of a batch that was not written stay
 unbatched and are picked up next time. Adding the Dagster partitions and launching runs is the
@@ -13,16 +14,20 @@ caller's business (a sensor, usually): `run_tags` are the tags a batch's run car
 
 from __future__ import annotations
 
+import functools
+import json
 from datetime import datetime
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from resources.prompt_templates import PromptTemplates
-from resources.state_db import StateDB
+from resources.request_policy import RequestPolicy
+from resources.state_db import StateDB, utcnow
 from zimage_assets.domain.batching import DEFAULT_PRIORITY, BatchItem, plan_batches, priority_tag
 from zimage_assets.domain.placement import celery_run_priority
 from zimage_assets.domain.refresh import REASONS
+from zimage_assets.domain.requests import GenerationRequest, RequestError, quality_steps, regeneration_items, request_items
 from zimage_assets.domain.sla import batch_deadline
-from zimage_assets.domain.templates import TemplateSet
+from zimage_assets.domain.templates import TemplateError, TemplateSet
 from zimage_assets.domain.timestamps import iso_z
 
 Selection = Mapping[str, Any] | Callable[[list[str]], Mapping[str, Any]]
@@ -140,13 +145,93 @@ def mint_refresh(state_db: StateDB, prompt_templates: PromptTemplates, due: Sequ
 
 
 def mint_regenerations(state_db: StateDB, prompt_templates: PromptTemplates, items: Sequence[tuple[str, str]], *, source: str) -> str:
-    """One manual batch that makes these (SKU, view) items again, as reviewers asked; its id."""
+    """One manual batch that makes these (SKU, view) items again, as reviewers asked; its id.
+
+    A request's image (no catalog SKU) is made again from its own prompt, seed and size."""
     return state_db.mint_batch(
         kind="manual",
         priority="normal",
         items=[BatchItem(sku, view) for sku, view in items],
         template_version=prompt_templates.load_or_fail().version,
         selection={"review_regenerate": [f"{sku}/{view}" for sku, view in items], "file": source},
+        carried=state_db.carried_items(items),
+    )
+
+
+def mint_requests(
+    state_db: StateDB,
+    prompt_templates: PromptTemplates,
+    policy: RequestPolicy,
+    *,
+    model_steps: Callable[[], int],
+    limit: int = 2000,
+    log=None,
+) -> list[str]:
+    """`request` batches of recorded requests, most urgent first; the new batch ids.
+
+    Requests of one priority share batches of up to ZIMAGE_MAX_ITEMS_PER_BATCH items (a request's
+    images stay together): generation requests' items carry their own prompt, seed, size and
+    steps; regeneration requests' items are their SKUs' template views (two requests for the same
+    SKU x view go to different batches). Deadline: the earliest request + its priority's hours.
+    `model_steps`: the served model's steps (asked once, and only when a quality needs them).
+    """
+    tasks = state_db.waiting_tasks(limit)
+    minted: list[str | None] = []
+    now = utcnow()
+    model_steps = functools.cache(model_steps)
+    generate = [t for t in tasks if t["kind"] == "generate"]
+    for priority in ("high", "normal", "low"):
+        of_priority = {t["task_id"]: t for t in generate if t["priority"] == priority}
+        plan = plan_batches(((tid, [str(i) for i in range(t["num_images"])]) for tid, t in of_priority.items()), policy.max_items_per_batch)
+        for group in plan:
+            chosen = [of_priority[tid] for tid in dict.fromkeys(i.sku for i in group)]
+            items = []
+            for task in chosen:
+                request = GenerationRequest(**json.loads(task["request"]))
+                steps = quality_steps(request.quality, model_steps()) if request.quality != "standard" else None
+                items += request_items(task["task_id"], request, steps)
+            minted.append(_mint_request_group(state_db, chosen, items, policy, "request", now))
+    regenerate = [t for t in tasks if t["kind"] == "regenerate"]
+    try:
+        templates = prompt_templates.load() if regenerate else None
+    except TemplateError as exc:  # regenerations wait for a usable file; generation requests need none
+        if log is not None:
+            log.error(f"{len(regenerate)} regeneration request(s) wait: {exc}")
+        regenerate = []
+    for priority in ("high", "normal", "low"):
+        chosen, items = [], []
+        for task in (t for t in regenerate if t["priority"] == priority):
+            request = json.loads(task["request"])
+            products = state_db.products(request["skus"])
+            try:
+                wanted = regeneration_items(products, templates, request["skus"], request["views"])
+            except RequestError as exc:  # the catalog or the templates changed since the request was accepted
+                state_db.finish_task(task["task_id"], status="failed", reason=[exc.message], finished_at=now)
+                continue
+            taken = {(i["sku"], i["view"]) for i in items}
+            if chosen and (len(items) + len(wanted) > policy.max_items_per_batch or taken & set(wanted)):
+                minted.append(_mint_request_group(state_db, chosen, items, policy, templates.version, now))
+                chosen, items = [], []
+            chosen.append(task)
+            items += [{"sku": sku, "view": view, "content_hash": products[sku]["content_hash"]} for sku, view in wanted]
+        if chosen:
+            minted.append(_mint_request_group(state_db, chosen, items, policy, templates.version, now))
+    done = [m for m in minted if m]
+    if log is not None and done:
+        log.info(f"minted {len(done)} request batch(es) for {len(tasks)} request(s): {', '.join(done[:10])}")
+    return done
+
+
+def _mint_request_group(state_db: StateDB, tasks: list[dict], items: list[dict], policy: RequestPolicy, template_version: str, now) -> str | None:
+    earliest = min(t["requested_at"] for t in tasks)
+    return state_db.mint_request_batch(
+        task_ids=[t["task_id"] for t in tasks],
+        items=items,
+        priority=tasks[0]["priority"],
+        deadline=policy.deadline(tasks[0]["priority"], earliest),
+        template_version=template_version,
+        selection={"by": "request_intake", "tasks": [t["task_id"] for t in tasks], "sources": sorted({t["source"] for t in tasks})},
+        now=now,
     )
 
 

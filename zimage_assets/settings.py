@@ -56,6 +56,16 @@ DEFAULTS: dict = {
     "k8s_gpu_memory": "32Gi",  # Turbo's 20 GB of bf16 weights pass through host memory
     "k8s_weights_claim": "zimage-weights",
     "k8s_weights_mount": "/models",
+    # ---- requests from other systems (the generations API, the RabbitMQ intake) ----
+    "api_max_images": 100,  # "100 variations of this prompt for an A/B test"
+    "api_max_body_bytes": 64 * 1024,
+    "api_sync_max_images": 4,
+    "api_sync_wait_seconds": 60.0,  # well inside the clients' 120 s timeout
+    "api_idempotency_hours": 24.0,
+    "api_requests_per_minute": 60,
+    "api_images_per_day": 1000,
+    "request_deadline_hours": "high=0.5,normal=2,low=24",
+    "intake_queue_prefix": "zimage.gen",
 }
 
 
@@ -123,6 +133,19 @@ class Settings:
     k8s_gpu_memory: str  # ZIMAGE_K8S_GPU_MEMORY: memory request and limit of the GPU step's pod
     k8s_weights_claim: str  # ZIMAGE_K8S_WEIGHTS_CLAIM: PersistentVolumeClaim of the weights, mounted read-only ('' = none)
     k8s_weights_mount: str  # ZIMAGE_K8S_WEIGHTS_MOUNT: where that volume is mounted (ZIMAGE_MODEL_PATH lies under it)
+    # ---- requests from other systems: the generations API and the RabbitMQ intake ----
+    api_models: tuple  # ZIMAGE_API_MODELS: API model names served, comma-separated ('' = the one ZIMAGE_MODEL is)
+    api_max_images: int  # ZIMAGE_API_MAX_IMAGES: most images one request may ask for
+    api_max_body_bytes: int  # ZIMAGE_API_MAX_BODY_BYTES: larger request bodies are refused (413)
+    api_sync_max_images: int  # ZIMAGE_API_SYNC_MAX_IMAGES: requests of at most this many images wait for their images (0 = never)
+    api_sync_wait_seconds: float  # ZIMAGE_API_SYNC_WAIT_SECONDS: how long such a request waits before answering 202
+    api_idempotency_hours: float  # ZIMAGE_API_IDEMPOTENCY_HOURS: a POST repeated within this (same key and body, or Idempotency-Key) is the same task
+    api_requests_per_minute: int  # ZIMAGE_API_REQUESTS_PER_MINUTE: per-key request limit given to new keys
+    api_images_per_day: int  # ZIMAGE_API_IMAGES_PER_DAY: per-key image limit given to new keys
+    request_deadline_hours: dict  # ZIMAGE_REQUEST_DEADLINE_HOURS: deadline of a request batch per priority (high=0.5,normal=2,low=24)
+    amqp_url: str  # ZIMAGE_AMQP_URL: RabbitMQ the intake reads, amqp://user:pass@host:5672/vhost ('' = no intake)
+    intake_queue_prefix: str  # ZIMAGE_INTAKE_QUEUE_PREFIX: the intake's queues PREFIX.high, .normal, .low and PREFIX.dead
+    intake_key_id: str  # ZIMAGE_INTAKE_KEY_ID: the API key that owns (and may read) the intake's tasks ('' = none)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -162,6 +185,7 @@ class Settings:
             **_operations_settings(env),
             **_quality_settings(env, model),
             **_scaleout_settings(env, gpu_pool),
+            **_request_settings(env, model),
         )
 
     def describe(self) -> dict[str, str]:
@@ -344,3 +368,34 @@ def _scaleout_settings(env: dict[str, str], gpu_pool: str) -> dict:
     if not values["k8s_weights_mount"].startswith("/"):
         raise ValueError(f"ZIMAGE_K8S_WEIGHTS_MOUNT={values['k8s_weights_mount']!r} must be an absolute path")
     return values
+# ---- requests from other systems: the generations API and the RabbitMQ intake ----
+
+
+def _request_settings(env: dict[str, str], model: str) -> dict:
+    from zimage_assets.domain.requests import MODELS, deadline_hours, served_models_for
+
+    models = tuple(m.strip() for m in (env.get("ZIMAGE_API_MODELS") or "").split(",") if m.strip()) or served_models_for(model)
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise ValueError(f"ZIMAGE_API_MODELS: unknown model(s) {', '.join(unknown)}; use {', '.join(MODELS)}")
+    try:
+        deadlines = deadline_hours(env.get("ZIMAGE_REQUEST_DEADLINE_HOURS") or DEFAULTS["request_deadline_hours"])
+    except ValueError as exc:
+        raise ValueError(f"ZIMAGE_REQUEST_DEADLINE_HOURS: {exc}") from None
+    amqp_url = env.get("ZIMAGE_AMQP_URL") or ""
+    if amqp_url and not amqp_url.startswith(("amqp://", "amqps://")):
+        raise ValueError(f"ZIMAGE_AMQP_URL={amqp_url.split('@')[-1]!r}: use amqp://user:pass@host:5672/vhost")
+    return {
+        "api_models": models,
+        "api_max_images": _int(env, "ZIMAGE_API_MAX_IMAGES", DEFAULTS["api_max_images"]),
+        "api_max_body_bytes": _int(env, "ZIMAGE_API_MAX_BODY_BYTES", DEFAULTS["api_max_body_bytes"], minimum=1024),
+        "api_sync_max_images": _int(env, "ZIMAGE_API_SYNC_MAX_IMAGES", DEFAULTS["api_sync_max_images"], minimum=0),
+        "api_sync_wait_seconds": _non_negative_float(env, "ZIMAGE_API_SYNC_WAIT_SECONDS", DEFAULTS["api_sync_wait_seconds"]),
+        "api_idempotency_hours": _non_negative_float(env, "ZIMAGE_API_IDEMPOTENCY_HOURS", DEFAULTS["api_idempotency_hours"]),
+        "api_requests_per_minute": _int(env, "ZIMAGE_API_REQUESTS_PER_MINUTE", DEFAULTS["api_requests_per_minute"]),
+        "api_images_per_day": _int(env, "ZIMAGE_API_IMAGES_PER_DAY", DEFAULTS["api_images_per_day"]),
+        "request_deadline_hours": deadlines,
+        "amqp_url": amqp_url,
+        "intake_queue_prefix": env.get("ZIMAGE_INTAKE_QUEUE_PREFIX") or DEFAULTS["intake_queue_prefix"],
+        "intake_key_id": env.get("ZIMAGE_INTAKE_KEY_ID") or "",
+    }

@@ -15,6 +15,8 @@ new state, never half of a write.
 - `service_levels.py`  SLA backlog and deadlines, coverage, refresh candidates, retention
 - `webhooks.py`        the webhook outbox and its attempts
 - `run_metrics.py`     one row per generation run, totals for Prometheus, receipt stats
+- `requests.py`        requests from other systems (API, RabbitMQ): tasks, idempotency, request batches
+- `api_keys.py`        API keys (stored hashed) and their per-minute / per-day usage counters
 
 Business rules (what a reviewer's decision does, never rolling a SKU back) are pure functions in
 `zimage_assets/domain/review.py`; the topic files only fetch the facts and write the outcome.
@@ -27,10 +29,12 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from resources.state_db import tables as t
+from resources.state_db.api_keys import ApiKeyState
 from resources.state_db.batches import BatchState
 from resources.state_db.catalog import CatalogState
 from resources.state_db.engine import OPEN_BATCH_STATUSES, dispose_engines, engine_for, sqlalchemy_url, utcnow
 from resources.state_db.images import ImageState
+from resources.state_db.requests import RequestState
 from resources.state_db.review import ReviewState
 from resources.state_db.run_metrics import RunMetricState
 from resources.state_db.service_levels import ServiceLevelState
@@ -47,6 +51,8 @@ class StateDB(
     ServiceLevelState,
     WebhookState,
     RunMetricState,
+    RequestState,
+    ApiKeyState,
     ConfigurableResource,
 ):
     """SKUs, batches, prompts, receipts, verdicts and current images."""

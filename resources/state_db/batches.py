@@ -18,6 +18,45 @@ from resources.state_db.engine import OPEN_BATCH_STATUSES, Topic, like_prefix, u
 from zimage_assets.domain.batching import BatchItem, batch_id, batch_id_prefix
 
 
+def insert_batch(
+    conn: sa.Connection,
+    *,
+    kind: str,
+    priority: str,
+    items: Sequence[Mapping[str, Any]],
+    template_version: str,
+    selection: Mapping[str, Any],
+    now: datetime,
+    deadline: datetime | None,
+) -> str | None:
+    """Insert a batch under the next free id of its prefix, and its item rows, in `conn`'s
+    transaction. None when a concurrent minter took that id first: the caller rolls back and
+    retries in a new transaction."""
+    prefix = batch_id_prefix(kind, now)
+    taken = conn.execute(sa.select(t.batches.c.batch_id).where(t.batches.c.batch_id.like(like_prefix(prefix, "-"), escape="\\"))).scalars()
+    new_id = batch_id(prefix, max((int(b.rsplit("-", 1)[1]) for b in taken), default=0) + 1)
+    try:
+        conn.execute(
+            t.batches.insert().values(
+                batch_id=new_id,
+                kind=kind,
+                priority=priority,
+                status="minted",
+                created_at=now,
+                deadline=deadline,
+                selection=json.dumps(dict(selection), sort_keys=True, default=str),
+                template_version=template_version,
+                sku_count=len({i["sku"] for i in items}),
+                item_count=len(items),
+                updated_at=now,
+            )
+        )
+    except sa.exc.IntegrityError:
+        return None
+    conn.execute(t.batch_items.insert(), [{"batch_id": new_id, **i} for i in items])
+    return new_id
+
+
 class BatchState(Topic):
     def mint_batch(
         self,
@@ -29,45 +68,29 @@ class BatchState(Topic):
         selection: Mapping[str, Any],
         now: datetime | None = None,
         deadline: datetime | None = None,
+        carried: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
     ) -> str:
-        """Create one immutable batch and its items; returns the new batch id."""
+        """Create one immutable batch and its items; returns the new batch id.
+
+        `carried`: item rows of items that are no catalog SKUs (a request's images), copied with
+        their own prompt, seed, size and steps."""
         if not items:
             raise ValueError("a batch needs at least one item")
         now = now or utcnow()
         prefix = batch_id_prefix(kind, now)
-        hashes = {sku: p["content_hash"] for sku, p in self.products([i.sku for i in items]).items()}  # type: ignore[attr-defined]
-        missing = sorted({i.sku for i in items} - hashes.keys())
+        carried = carried or {}
+        hashes = {sku: p["content_hash"] for sku, p in self.products([i.sku for i in items if (i.sku, i.view) not in carried]).items()}  # type: ignore[attr-defined]
+        missing = sorted({i.sku for i in items if (i.sku, i.view) not in carried} - hashes.keys())
         if missing:
             raise ValueError(f"unknown SKU(s) {missing[:5]}: ingest the catalog first")
+        rows = [dict(carried[(i.sku, i.view)]) if (i.sku, i.view) in carried else {"sku": i.sku, "view": i.view, "content_hash": hashes[i.sku]} for i in items]
         for _ in range(100):  # concurrent minters race for a sequence number: retry on conflict
             with self.engine.begin() as conn:
-                taken = conn.execute(
-                    sa.select(t.batches.c.batch_id).where(t.batches.c.batch_id.like(like_prefix(prefix, "-"), escape="\\"))
-                ).scalars()
-                new_id = batch_id(prefix, max((int(b.rsplit("-", 1)[1]) for b in taken), default=0) + 1)
-                try:
-                    conn.execute(
-                        t.batches.insert().values(
-                            batch_id=new_id,
-                            kind=kind,
-                            priority=priority,
-                            status="minted",
-                            created_at=now,
-                            deadline=deadline,
-                            selection=json.dumps(dict(selection), sort_keys=True, default=str),
-                            template_version=template_version,
-                            sku_count=len({i.sku for i in items}),
-                            item_count=len(items),
-                            updated_at=now,
-                        )
-                    )
-                except sa.exc.IntegrityError:
-                    continue
-                conn.execute(
-                    t.batch_items.insert(),
-                    [{"batch_id": new_id, "sku": i.sku, "view": i.view, "content_hash": hashes[i.sku]} for i in items],
+                new_id = insert_batch(
+                    conn, kind=kind, priority=priority, items=rows, template_version=template_version, selection=selection, now=now, deadline=deadline
                 )
-                return new_id
+                if new_id is not None:
+                    return new_id
         raise RuntimeError(f"could not allocate a batch id under {prefix!r}")
 
     def batch(self, batch_id_: str) -> dict[str, Any] | None:

@@ -65,8 +65,28 @@ def engine_for(url: str) -> sa.Engine:
         if url.startswith("sqlite:///"):
             Path(url[len("sqlite:///") :]).expanduser().parent.mkdir(parents=True, exist_ok=True)
         t.metadata.create_all(engine)
+        _add_missing_columns(engine)
         engine._zimage_schema_ready = True  # type: ignore[attr-defined]
     return engine
+
+
+def _add_missing_columns(engine: sa.Engine) -> None:
+    """Nullable columns added to a table after a database was created: ALTER TABLE ADD COLUMN.
+
+    `create_all` makes missing tables only; a column that later versions added to an existing
+    table (always nullable, so old rows stay valid) is added here, once.
+    """
+    present = {table.name: {c["name"] for c in sa.inspect(engine).get_columns(table.name)} for table in t.metadata.sorted_tables}
+    for table in t.metadata.sorted_tables:
+        for column in table.columns:
+            if column.name in present[table.name] or not column.nullable:
+                continue
+            try:
+                with engine.begin() as conn:
+                    conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {column.type.compile(dialect=engine.dialect)}')
+            except sa.exc.DBAPIError:  # another process added it first
+                if column.name not in {c["name"] for c in sa.inspect(engine).get_columns(table.name)}:
+                    raise
 
 
 def dispose_engines() -> None:

@@ -285,7 +285,8 @@ def _spec(model, item: dict, attempt: int) -> GenerationSpec:
     """The item's spec at an attempt: attempt 0 uses the prompt's seed, later ones the next seeds."""
     seed = item["seed"] if attempt == 0 else item_seed(item["content_hash"], item["view"], attempt)
     return build_spec(
-        model, prompt=item["prompt"], negative_prompt=item["negative_prompt"] or "", width=item["width"], height=item["height"], seed=seed
+        model, prompt=item["prompt"], negative_prompt=item["negative_prompt"] or "", width=item["width"], height=item["height"], seed=seed,
+        steps=item.get("steps"),
     )
 
 

@@ -49,6 +49,9 @@ def product_prompts(
     rows, unusable = [], []
     for item in items:
         product = products.get(item["sku"])
+        if product is None and item["prompt"] is not None:  # a request's item: it carries its own prompt, seed and size
+            rows.append({k: item[k] for k in ("sku", "view", "prompt", "negative_prompt", "seed", "width", "height")})
+            continue
         view = templates.views.get(item["view"])
         if product is None or view is None:
             reason = "unknown_sku" if product is None else "unknown_view"
@@ -70,7 +73,7 @@ def product_prompts(
     # (with their reasons) for the audit, and product_images never sends them to the generator.
     prompt_verdicts = []
     for row in rows:
-        product = products[row["sku"]]
+        product = products.get(row["sku"], {})
         source = [str(product.get(k) or "") for k in ("title", "product_name", "description")]
         source += [str(v) for v in (product.get("attributes") or {}).values()]
         outcome = quality_gates.assess_prompt(row["prompt"], source_text=source).as_row()

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Sequence
 
-BATCH_KINDS = ("new", "manual", "refresh")
+BATCH_KINDS = ("new", "manual", "refresh", "request")  # request: asked for through the API or the RabbitMQ intake
 # Dagster's run queue runs higher numbers first.
 PRIORITY_TAG_VALUES = {"high": 10, "normal": 0, "low": -10}
-DEFAULT_PRIORITY = {"new": "high", "manual": "normal", "refresh": "low"}
+DEFAULT_PRIORITY = {"new": "high", "manual": "normal", "refresh": "low", "request": "normal"}
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def plan_batches(sku_views: Iterable[tuple[str, Sequence[str]]], max_items: int)
 
 
 def batch_id_prefix(kind: str, now: datetime) -> str:
-    """`new-20261124T1405`, `manual-20261124T1405`, `refresh-2026-12` (a month's refresh)."""
+    """`new-20261124T1405`, `manual-20261124T1405`, `request-20261124T1405`, `refresh-2026-12` (a month's refresh)."""
     if kind not in BATCH_KINDS:
         raise ValueError(f"unknown batch kind {kind!r}; expected one of {BATCH_KINDS}")
     stamp = now.strftime("%Y-%m") if kind == "refresh" else now.strftime("%Y%m%dT%H%M")

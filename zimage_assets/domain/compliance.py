@@ -59,7 +59,10 @@ PROFILES: dict[str, ComplianceProfile] = {
 }
 
 # Which profile each view of the default templates gets; other views get DEFAULT_VIEW_PROFILE.
-DEFAULT_VIEW_PROFILES: dict[str, str] = {"front": "main", "back": "studio", "side": "studio", "detail": "detail", "lifestyle": "lifestyle"}
+# "request": images asked for with a free prompt through the API (no marketplace rules apply).
+DEFAULT_VIEW_PROFILES: dict[str, str] = {
+    "front": "main", "back": "studio", "side": "studio", "detail": "detail", "lifestyle": "lifestyle", "request": "none",
+}
 DEFAULT_VIEW_PROFILE = "studio"
 
 

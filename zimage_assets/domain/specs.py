@@ -49,7 +49,10 @@ class GenerationSpec:
         return (self.width, self.height, self.steps, self.guidance_scale)
 
 
-def build_spec(model: ModelInfo, *, prompt: str, negative_prompt: str, width: int, height: int, seed: int) -> GenerationSpec:
+def build_spec(
+    model: ModelInfo, *, prompt: str, negative_prompt: str, width: int, height: int, seed: int, steps: int | None = None
+) -> GenerationSpec:
+    """The spec of one image; `steps` (an item's own, e.g. a request's quality) replaces the model's."""
     # Without guidance the negative prompt is never used: leave it out of the spec so that
     # editing it does not invalidate every cached Turbo image.
     negative = negative_prompt if model.guidance_scale > 0 else ""
@@ -60,7 +63,7 @@ def build_spec(model: ModelInfo, *, prompt: str, negative_prompt: str, width: in
         negative_prompt=negative,
         width=width,
         height=height,
-        steps=model.steps,
+        steps=steps or model.steps,
         guidance_scale=model.guidance_scale,
         seed=seed,
         scheduler=model.scheduler,
