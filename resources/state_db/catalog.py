@@ -179,10 +179,19 @@ class CatalogState(Topic):
 
         Keyed by content hash, so each version of a SKU is minted once: a SKU whose batch is still
         open is not picked again, and a SKU that changes while its batch runs is picked for its new
-        content. `has_image` tells a changed SKU (it has an older image) from a new one.
+        content. A SKU whose content returns to an earlier version is picked again (its old batch
+        was minted before the change back). `has_image` tells a changed SKU from a new one.
         """
-        s, items = t.skus, t.batch_items
-        minted = sa.exists().where(items.c.sku == s.c.sku, items.c.content_hash == s.c.content_hash)
+        s, items, b = t.skus, t.batch_items, t.batches
+        # A batch item counts for this version if its batch is still open, or was minted after the
+        # SKU last changed: a SKU that goes back to earlier content (Red -> Crimson -> Red) is
+        # minted again, and its new batch reuses the earlier image through the result cache.
+        minted = sa.exists().where(
+            items.c.sku == s.c.sku,
+            items.c.content_hash == s.c.content_hash,
+            b.c.batch_id == items.c.batch_id,
+            sa.or_(b.c.status.in_(OPEN_BATCH_STATUSES), b.c.created_at >= s.c.last_changed),
+        )
         query = (
             sa.select(s.c.sku, s.c.category, s.c.first_seen, s.c.last_changed, sa.case((has_any_image(), 1), else_=0).label("has_image"))
             .where(~has_up_to_date_image(), ~minted)
