@@ -44,7 +44,7 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, state_db: Stat
     """A failed run: mark its batch failed and enqueue a `run_failure` alert."""
     run = context.dagster_run
     batch = _batch_of(run, state_db)
-    if batch is not None and state_db.mark_batch_failed(batch["batch_id"]):
+    if batch is not None and state_db.mark_batch_failed(batch["batch_id"], run.run_id):
         context.log.info(f"batch {batch['batch_id']} marked failed (run {run.run_id})")
     steps = context.get_step_failure_events()
     errors = [

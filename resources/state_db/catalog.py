@@ -136,6 +136,13 @@ class CatalogState(Topic):
             count, latest = conn.execute(sa.select(sa.func.count(), sa.func.max(ingests.c.ingested_at))).one()
         return f"{count}:{latest.isoformat() if latest else '-'}"
 
+    def unknown_skus(self, sku_list: Iterable[str]) -> list[str]:
+        """The SKUs of `sku_list` that are not in the catalog, in the order given."""
+        sku_list = list(dict.fromkeys(sku_list))
+        with self.engine.connect() as conn:
+            known = {r.sku for r in rows_in_chunks(conn, sku_list, lambda chunk: sa.select(t.skus.c.sku).where(t.skus.c.sku.in_(chunk)))}
+        return [s for s in sku_list if s not in known]
+
     def products(self, sku_list: Iterable[str]) -> dict[str, dict[str, Any]]:
         sku_list = list(dict.fromkeys(sku_list))
         out: dict[str, dict[str, Any]] = {}
@@ -153,8 +160,11 @@ class CatalogState(Topic):
         category: str = "",
         without_current_image: bool = False,
         limit: int | None = None,
+        categories: Sequence[str] = (),
     ) -> list[tuple[str, str]]:
-        """(sku, category) of the chosen SKUs, oldest first; SKUs already in an open batch are skipped."""
+        """(sku, category) of the chosen SKUs, oldest first; SKUs already in an open batch are skipped.
+
+        `category` / `categories`: SKUs under any of these category paths."""
         open_items = (
             sa.select(t.batch_items.c.sku)
             .join(t.batches, t.batches.c.batch_id == t.batch_items.c.batch_id)
@@ -163,9 +173,11 @@ class CatalogState(Topic):
         query = sa.select(t.skus.c.sku, t.skus.c.category).where(t.skus.c.sku.not_in(open_items))
         if skus:
             query = query.where(t.skus.c.sku.in_(list(skus)))
-        if category:
-            prefix = category.strip("/")
-            query = query.where(sa.or_(t.skus.c.category == prefix, t.skus.c.category.like(like_prefix(prefix), escape="\\")))
+        prefixes = [c.strip().strip("/") for c in (category, *categories) if c.strip().strip("/")]
+        if prefixes:
+            query = query.where(
+                sa.or_(*[sa.or_(t.skus.c.category == p, t.skus.c.category.like(like_prefix(p), escape="\\")) for p in prefixes])
+            )
         if without_current_image:
             query = query.where(~has_any_image())
         query = query.order_by(t.skus.c.first_seen, t.skus.c.sku)

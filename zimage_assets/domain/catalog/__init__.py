@@ -192,7 +192,8 @@ def parse_catalog(
         raise CatalogFormatError(
             f"{what} is missing required columns: {', '.join(missing)} "
             f"(columns found: {', '.join(map(str, raw.columns[:40]))}"
-            f"{' ...' if len(raw.columns) > 40 else ''}); pass mapping= to rename columns"
+            f"{' ...' if len(raw.columns) > 40 else ''}); rename your columns with a column mapping "
+            "(zimage ingest --map COLUMN=NAME, or column_mapping in sku_catalog's config)"
         )
 
     rejects = Rejects()
