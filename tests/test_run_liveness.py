@@ -206,3 +206,63 @@ def test_both_instance_files_monitor_runs_with_the_liveness_launcher(project_env
         assert isinstance(instance.run_launcher, LivenessRunLauncher)
         assert instance.run_launcher.supports_check_run_worker_health and instance.run_monitoring_enabled
         assert instance.run_monitoring_settings["poll_interval_seconds"] == 30
+
+
+@pytest.mark.filterwarnings("ignore:Error loading repository location")  # while the code server starts
+def test_a_sensor_launched_run_whose_worker_is_killed_is_failed_and_the_next_batch_runs(home, tmp_path):
+    """The production path: the real LivenessRunLauncher (Dagster's DefaultRunLauncher) starts run
+    workers through a real code server; the run worker is killed with SIGKILL (as the OOM killer
+    would); run monitoring fails the run and the queue moves on."""
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import GrpcServerTarget
+
+    from servers import free_port
+
+    config = yaml.safe_load((REPO / "dagster.yaml").read_text())  # the shipped file, launcher included
+    (Path(home["DAGSTER_HOME"]) / "dagster.yaml").write_text(yaml.safe_dump(config))
+    assert _zimage(home, "ingest").returncode == 0
+    first, second = _mint(home, HOODIE), _mint(home, TEE)
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "dagster", "api", "grpc", "--module-name", "zimage_assets.definitions", "--host", "127.0.0.1", "--port", str(port)],
+        env=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        with _instance(home) as instance:
+            target = GrpcServerTarget(host="127.0.0.1", port=port, socket=None, location_name="zimage_assets")
+            deadline = time.time() + 180
+            while True:  # the code server loads the definitions
+                try:
+                    workspace = WorkspaceProcessContext(instance, target)
+                    entry = next(iter(workspace.create_request_context().get_code_location_entries().values()))
+                    if entry.code_location is not None:
+                        break
+                    workspace.__exit__(None, None, None)
+                except Exception:  # noqa: BLE001 - not listening yet
+                    pass
+                assert time.time() < deadline and server.poll() is None, "code server did not start"
+                time.sleep(1)
+            with workspace:
+                sensor_daemon_iteration(workspace)  # queues both batches
+                run_queue_iteration(workspace)  # one GPU slot: the first starts, the second waits
+                launched, waiting = _run_of(instance, first), _run_of(instance, second)
+                assert waiting.status == dg.DagsterRunStatus.QUEUED
+                pid = None
+                while pid is None or instance.get_run_by_id(launched.run_id).status != dg.DagsterRunStatus.STARTED:
+                    assert time.time() < deadline + 300, "the run did not start"
+                    for record in instance.get_records_for_run(launched.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT).records:
+                        metadata = record.event_log_entry.dagster_event.event_specific_data.metadata or {}
+                        pid = pid or (int(metadata["pid"].value) if "pid" in metadata else None)
+                    time.sleep(0.5)
+                os.kill(pid, signal.SIGKILL)  # the run worker, as the out-of-memory killer would
+                time.sleep(1)
+                run_monitoring_iteration(workspace)
+                assert instance.get_run_by_id(launched.run_id).status == dg.DagsterRunStatus.FAILURE
+                run_queue_iteration(workspace)
+                while instance.get_run_by_id(waiting.run_id).status not in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE):
+                    assert time.time() < deadline + 900, "the waiting batch never ran"
+                    time.sleep(1)
+                assert instance.get_run_by_id(waiting.run_id).status == dg.DagsterRunStatus.SUCCESS
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
