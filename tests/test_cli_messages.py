@@ -95,6 +95,16 @@ def test_an_unreachable_database_is_named_with_its_url_and_no_password(project_e
         assert "s3cret" not in done.stderr
 
 
+def test_unreachable_dagster_storage_is_one_line_not_a_flood_of_retries(project_env, tmp_path):
+    home = tmp_path / "pg_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((Path(__file__).parents[1] / "deploy" / "dagster.postgres.yaml").read_text())
+    pg = {"DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": "9", "DAGSTER_PG_DB": "x", "DAGSTER_PG_USERNAME": "u", "DAGSTER_PG_PASSWORD": "s3cret"}
+    done = _zimage({**os.environ, **project_env, "DAGSTER_HOME": str(home), **pg}, "ingest")
+    _assert_one_clear_error(done, "cannot reach Dagster's storage", str(home))
+    assert "Retrying" not in done.stderr and "s3cret" not in done.stderr
+
+
 def test_unknown_format_is_refused_before_start_up(project_env, tmp_path):
     env = _env(project_env, tmp_path)
     done = _zimage(env, "ingest", "--format", "excel")

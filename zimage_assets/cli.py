@@ -15,6 +15,7 @@ stops a run (exit status 130); running the command again resumes it.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import traceback
@@ -35,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     global _LOG_LEVEL
     _LOG_LEVEL = "INFO" if args.verbose else "CRITICAL"
+    if not args.verbose:  # libraries' retry warnings (a database down) would bury the one message
+        logging.getLogger().setLevel(logging.CRITICAL)
     try:
         _check_arguments(args)  # before any slow start-up
         settings = Settings.from_env()
@@ -212,6 +215,11 @@ def _preflight(settings: Settings, *, generating: bool) -> None:
     image store that cannot be written."""
     from resources import build_resources
 
+    try:  # Dagster's own storage (SQLite under DAGSTER_HOME, or PostgreSQL by its dagster.yaml)
+        with _instance() as instance:
+            instance.get_runs(limit=1)
+    except Exception as exc:  # noqa: BLE001 - every storage has its own errors
+        raise CliError(f"cannot reach Dagster's storage (DAGSTER_HOME={os.environ.get('DAGSTER_HOME')}): {exception_message(exc)}") from None
     resources = build_resources(settings)
     try:
         with resources["state_db"].engine.connect():

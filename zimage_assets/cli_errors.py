@@ -77,12 +77,12 @@ def error_message(error: Any) -> str:
 def exception_message(exc: BaseException) -> str:
     """An exception raised in this process (not inside a run) -> one or two lines."""
     name = type(exc).__name__
-    text = str(exc)
+    text = _lines(str(exc), name)
     if name == "OperationalError" and "connect" in text.lower():
         text = f"cannot reach the database: {text}"
     elif name == "NoSuchModuleError":
         text = f"not a database URL this project can use: {text}"
-    return _lines(text, name)
+    return text
 
 
 def _without_class(message: str, cls_name: str) -> str:
