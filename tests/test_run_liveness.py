@@ -266,3 +266,16 @@ def test_a_sensor_launched_run_whose_worker_is_killed_is_failed_and_the_next_bat
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+def test_a_batch_claim_is_taken_over_only_from_a_run_that_ended_and_failures_respect_it(project):
+    project.ingest()
+    (batch_id,) = project.mint(skus=[HOODIE])
+    db, alive = project.state_db, {"run-a": True}
+    assert db.claim_batch(batch_id, "run-a", alive.get) is None
+    assert db.claim_batch(batch_id, "run-b", alive.get) == "run-a"  # a live holder keeps it
+    assert not db.mark_batch_failed(batch_id, "run-b", alive.get)  # the refused run fails nothing
+    assert db.batch(batch_id)["status"] == "minted"
+    alive["run-a"] = False
+    assert db.claim_batch(batch_id, "run-b", alive.get) is None and db.batch_claim(batch_id) == "run-b"
+    assert db.mark_batch_failed(batch_id, "run-b", alive.get) and db.batch(batch_id)["status"] == "failed"

@@ -277,13 +277,15 @@ def _output_metadata(result, node: str) -> dict:
 
 
 def _run_batch(settings: Settings, batch_id: str, *, force: bool) -> None:
+    from functools import partial
+
     from dagster._core.utils import make_new_run_id
 
     from resources.state_db import StateDB
     from sensors.launcher import batch_run_tags, ensure_gpu_pool_limit
     from zimage_assets.assets.images import product_images
     from zimage_assets.partitions import batch_partitions
-    from zimage_assets.run_workers import BatchBusy, before_cli_run
+    from zimage_assets.run_workers import BatchBusy, before_cli_run, run_is_live
 
     state_db = StateDB(url=settings.db_url)
     batch = state_db.batch(batch_id.strip())
@@ -307,7 +309,8 @@ def _run_batch(settings: Settings, batch_id: str, *, force: bool) -> None:
             run_id=run_id,
         )
     except BaseException:  # failed or interrupted: the batch is not left `running`
-        state_db.mark_batch_failed(batch_id, run_id)
+        with _instance() as instance:
+            state_db.mark_batch_failed(batch_id, run_id, partial(run_is_live, instance))
         raise
     images = _metadata(result, "product_images")
     published = _metadata(result, "published_images")

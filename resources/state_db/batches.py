@@ -102,17 +102,18 @@ class BatchState(Topic):
         with self.engine.begin() as conn:
             conn.execute(t.batches.update().where(t.batches.c.batch_id == batch_id_).values(status=status, updated_at=utcnow()))
 
-    def mark_batch_failed(self, batch_id_: str, run_id: str | None = None) -> bool:
+    def mark_batch_failed(self, batch_id_: str, run_id: str | None = None, holder_alive: Callable[[str], bool] | None = None) -> bool:
         """An open batch whose run failed becomes `failed` (a published batch stays published).
 
-        With `run_id`: only when that run holds the batch's claim, or nobody does (a run that was
-        refused because another run holds the batch does not fail it)."""
-        claims = t.batch_claims
+        With `run_id`: not while another run that is still alive (`holder_alive`; without it, any
+        other run) holds the batch's claim: a run refused because another run is generating the
+        batch does not fail it."""
+        if run_id is not None:
+            holder = self.batch_claim(batch_id_)
+            if holder not in (None, run_id) and (holder_alive is None or holder_alive(holder)):
+                return False
         with self.engine.begin() as conn:
             query = t.batches.update().where(t.batches.c.batch_id == batch_id_, t.batches.c.status.in_(OPEN_BATCH_STATUSES))
-            if run_id is not None:
-                held_by_other = sa.exists().where(claims.c.batch_id == batch_id_, claims.c.run_id != run_id)
-                query = query.where(~held_by_other)
             return conn.execute(query.values(status="failed", updated_at=utcnow())).rowcount > 0
 
     def batch_claim(self, batch_id_: str) -> str | None:
