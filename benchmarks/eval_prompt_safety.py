@@ -1,6 +1,6 @@
 """Prompt safety, measured: unsafe prompts blocked vs. real catalog prompts flagged.
 
-    .venv/bin/python benchmarks/eval_prompt_safety.py [--catalogs DIR] [--unsafe FILE] [--templates YAML]
+    .venv/bin/python benchmarks/eval_prompt_safety.py [--catalogs DIR] [--unsafe FILE] [--eval FILE] [--templates YAML]
 
 Unsafe side: every line of tests/fixtures/prompts/unsafe_prompts.txt (English and Chinese, with
 evasions: leetspeak, separators, full-width forms, zero-width characters, look-alike letters);
@@ -8,6 +8,10 @@ target at least 95% BLOCK. Safe side: every prompt the project renders (default 
 view of every SKU) from every catalog under ../shared/catalogs, with the catalog fields as source
 text, as product_prompts does; target at most 1% flagged (REVIEW or BLOCK). Prints the figures,
 the misses, the flagged prompts and the time per prompt.
+
+Second set: tests/fixtures/prompts/prompt_safety_eval.tsv, written without looking at the first
+(unsafe prompts of every evasion class, and real products whose words look dangerous): BLOCK
+rate and REVIEW-or-BLOCK rate of its unsafe prompts, false flags among its safe ones.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--catalogs", type=Path, default=REPO.parent / "shared" / "catalogs")
     parser.add_argument("--unsafe", type=Path, default=REPO / "tests" / "fixtures" / "prompts" / "unsafe_prompts.txt")
+    parser.add_argument("--eval", type=Path, default=REPO / "tests" / "fixtures" / "prompts" / "prompt_safety_eval.tsv")
     parser.add_argument("--templates", type=Path, default=DEFAULT_TEMPLATES)
     args = parser.parse_args()
 
@@ -65,6 +70,23 @@ def main() -> int:
     for p, a in flagged_only:
         print(f"  not blocked ({a.verdict}): {p!r} {a.reasons}")
 
+    rows = [line.split("\t") for line in args.eval.read_text(encoding="utf-8").splitlines() if line and not line.startswith("#")]
+    started = time.perf_counter()
+    second = [(expected, kind, p, assess_prompt(p, terms)) for expected, kind, p in rows]
+    second_seconds = time.perf_counter() - started
+    bad = [r for r in second if r[0] == "unsafe"]
+    good = [r for r in second if r[0] == "safe"]
+    caught = [r for r in bad if r[3].verdict == BLOCK]
+    flagged_bad = [r for r in bad if r[3].verdict != PASS]
+    false_flags = [r for r in good if r[3].verdict != PASS]
+    print(f"\nsecond set ({args.eval.name}): unsafe {len(caught)}/{len(bad)} blocked = {len(caught) / max(1, len(bad)):.1%}, "
+          f"{len(flagged_bad)}/{len(bad)} REVIEW or BLOCK; safe {len(false_flags)}/{len(good)} flagged = {len(false_flags) / max(1, len(good)):.1%}")
+    for _, kind, p, a in bad:
+        if a.verdict != BLOCK:
+            print(f"  not blocked ({a.verdict}) [{kind}]: {p!r} {a.reasons}")
+    for _, kind, p, a in false_flags:
+        print(f"  flagged ({a.verdict}) [{kind}]: {p!r} {a.reasons}")
+
     prompts = catalog_prompts(args.catalogs, args.templates)
     started = time.perf_counter()
     verdicts = [(name, sku, prompt, assess_prompt(prompt, terms, source_text=source)) for name, sku, prompt, source in prompts]
@@ -77,8 +99,8 @@ def main() -> int:
         print(f"  {a.verdict} {name} {sku}: {a.reasons} {a.scores.get('matched')} :: {prompt[:120]}")
     longest = max((len(p) for _, _, p, _ in prompts), default=0)
     print(f"longest catalog prompt: {longest} characters")
-    total = len(unsafe) + len(prompts)
-    print(f"\ncost: {1000 * (unsafe_seconds + safe_seconds) / total:.3f} ms per prompt ({total} prompts)")
+    total = len(unsafe) + len(prompts) + len(rows)
+    print(f"\ncost: {1000 * (unsafe_seconds + safe_seconds + second_seconds) / total:.3f} ms per prompt ({total} prompts)")
     return 0
 
 

@@ -27,6 +27,7 @@ generate_batch_job = dg.define_asset_job(
 class MintConfig(dg.Config):
     skus: list[str] = Field(default_factory=list, description="These SKUs (empty = no SKU filter)")
     category: str = Field(default="", description="Only SKUs under this category path, e.g. Men/Tops")
+    categories: list[str] = Field(default_factory=list, description="Or under any of these category paths")
     without_current_image: bool = Field(default=False, description="Only SKUs that have no published image yet")
     limit: int = Field(default=0, ge=0, description="At most this many SKUs (0 = no limit)")
     max_items_per_batch: int = Field(default=0, ge=0, description="0 = ZIMAGE_MAX_ITEMS_PER_BATCH")
@@ -40,17 +41,27 @@ class MintConfig(dg.Config):
 @dg.op(out=dg.Out(list))
 def mint_batches_op(context: dg.OpExecutionContext, config: MintConfig, state_db: StateDB, prompt_templates: PromptTemplates) -> list:
     """Mint batches for the chosen SKUs and register them as partitions (a sensor launches them)."""
-    if not (config.skus or config.category or config.without_current_image):
+    skus = [s.strip() for s in config.skus if s.strip()]  # stripped as the catalog strips them
+    if not (skus or config.category or config.categories or config.without_current_image):
         raise dg.Failure(description="choose SKUs: give skus, a category, or without_current_image: true", allow_retries=False)
     prompt_templates.load_or_fail()  # a broken template file fails before the SKU table is read
-    chosen = state_db.select_skus(
-        skus=config.skus, category=config.category, without_current_image=config.without_current_image, limit=config.limit or None
-    )
-    unknown = sorted(set(config.skus) - {sku for sku, _ in chosen})
+    unknown = state_db.unknown_skus(skus)
     if unknown:
-        context.log.warning(f"{len(unknown)} requested SKU(s) not minted (unknown, or already in an open batch): {unknown[:10]}")
+        raise dg.Failure(
+            description=f"{len(unknown)} unknown SKU(s), not in the catalog: {', '.join(map(repr, unknown[:10]))}"
+            + (" ..." if len(unknown) > 10 else "") + "; nothing minted (check the spelling, or ingest the catalog first)",
+            allow_retries=False,
+        )
+    chosen = state_db.select_skus(
+        skus=skus, category=config.category, categories=config.categories, without_current_image=config.without_current_image,
+        limit=config.limit or None,
+    )
+    busy = sorted(set(skus) - {sku for sku, _ in chosen})
+    if busy:
+        context.log.warning(f"{len(busy)} requested SKU(s) not minted (already in an open batch, or outside the other filters): {busy[:10]}")
     if not chosen:
         context.log.info("no SKU matched the selection: nothing minted")
+        context.add_output_metadata({"batches": dg.MetadataValue.json([]), "skus": 0, "in_open_batches": dg.MetadataValue.json(busy)})
         return []
     batch_ids = mint_selection(
         state_db,
@@ -62,7 +73,7 @@ def mint_batches_op(context: dg.OpExecutionContext, config: MintConfig, state_db
         selection=config.model_dump(),
     )
     context.instance.add_dynamic_partitions(batch_partitions.name, batch_ids)
-    context.add_output_metadata({"batches": dg.MetadataValue.json(batch_ids), "skus": len(chosen)})
+    context.add_output_metadata({"batches": dg.MetadataValue.json(batch_ids), "skus": len(chosen), "in_open_batches": dg.MetadataValue.json(busy)})
     context.log.info(f"minted {len(batch_ids)} batch(es) for {len(chosen)} SKUs: {', '.join(batch_ids)}")
     return batch_ids
 

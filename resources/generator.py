@@ -171,6 +171,26 @@ class ZImageGenerator(ConfigurableResource):
         except KeyError:
             raise GeneratorError(f"unknown dtype {self.dtype!r}: use auto, bfloat16 or float32") from None
 
+    def preflight(self) -> None:
+        """Fail now, naming the setting, when this configuration cannot run on this machine: a
+        device that is not there, an unusable dtype, local weights that are missing. Loads no
+        weights (only torch)."""
+        import torch
+
+        device = self._device()
+        self._dtype(device)
+        if device.startswith("cuda"):
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            index = int(device.split(":", 1)[1]) if ":" in device else 0
+            if index >= count:
+                found = f"{count} CUDA GPU(s)" if torch.version.cuda else f"a CPU-only torch {torch.__version__} (no CUDA)"
+                raise GeneratorError(f"ZIMAGE_DEVICE={self.device}: this machine has {found}; use ZIMAGE_DEVICE=cpu or auto")
+        elif device == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+            raise GeneratorError("ZIMAGE_DEVICE=mps: Apple's Metal (MPS) is not available here; use ZIMAGE_DEVICE=cpu or auto")
+        folder = self._local_folder()
+        if folder is not None and self.model != "tiny" and not folder.is_dir():
+            raise GeneratorError(f"model weights folder {folder} does not exist (ZIMAGE_MODEL / ZIMAGE_MODEL_PATH)")
+
     # ---- loading ----
 
     def pipeline(self):

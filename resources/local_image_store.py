@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 from pydantic import Field
@@ -13,7 +14,8 @@ from zimage_assets.domain.storage_keys import validate_key
 
 
 class LocalImageStore(ImageStore):
-    """A folder on local disk. Writes are atomic (temp file + rename in the same folder)."""
+    """A folder on local disk. Writes are atomic (temp file + rename in the same folder); files get
+    the modes the umask allows (0644 under the usual 022); disk errors raise StoreError."""
 
     root: str = Field(description="Folder that holds every key")
 
@@ -26,16 +28,25 @@ class LocalImageStore(ImageStore):
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        tmp = None
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+            # mkstemp makes the file 0600; give it the mode any other program would (0666 less
+            # the umask), so a web server or CDN origin running as another user can read it.
+            os.fchmod(fd, 0o666 & ~_umask())
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, path)
+        except OSError as exc:  # read-only or full disk, permissions: the store's own error
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+            raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from exc
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
             raise
 
     def get(self, key: str) -> bytes:
@@ -57,3 +68,14 @@ class LocalImageStore(ImageStore):
 
     def location(self) -> str:
         return str(Path(self.root).expanduser().resolve())
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it, then putting it back)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+_UMASK_LOCK = threading.Lock()

@@ -17,6 +17,7 @@ delivery sensor does the network work.
 
 import json
 from datetime import datetime, timezone
+from functools import partial
 
 import dagster as dg
 
@@ -25,6 +26,7 @@ from resources.state_db import StateDB, utcnow
 from resources.webhooks import WebhookClient
 from zimage_assets.domain.storage_keys import batch_file_key
 from zimage_assets.domain.timestamps import iso_z
+from zimage_assets.run_workers import run_is_live
 
 _ERROR_CHARS = 2000
 
@@ -44,7 +46,7 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, state_db: Stat
     """A failed run: mark its batch failed and enqueue a `run_failure` alert."""
     run = context.dagster_run
     batch = _batch_of(run, state_db)
-    if batch is not None and state_db.mark_batch_failed(batch["batch_id"]):
+    if batch is not None and state_db.mark_batch_failed(batch["batch_id"], run.run_id, partial(run_is_live, context.instance)):
         context.log.info(f"batch {batch['batch_id']} marked failed (run {run.run_id})")
     steps = context.get_step_failure_events()
     errors = [

@@ -1,12 +1,13 @@
 """Dagster's own daemons, driven step by step in the test process against a real instance.
 
 `project_instance()` is a real SQLite instance configured with the repository's dagster.yaml
-(QueuedRunCoordinator, pools, run limits); only the run launcher differs: Dagster's
-SyncInMemoryRunLauncher executes a dequeued run right away in this process, so a test sees the
-real run and its events without spawning a process per run. `code_location()` loads
+(QueuedRunCoordinator, pools, run limits, run monitoring); only the run launcher differs:
+Dagster's SyncInMemoryRunLauncher (with the project's worker check) executes a dequeued run
+right away in this process, so a test sees the real run and its events without spawning a
+process per run. `code_location()` loads
 zimage_assets.definitions in process (freshly, so resources follow this test's environment).
-`sensor_daemon_iteration` and `run_queue_iteration` are one pass of the sensor daemon and of the
-queued-run coordinator daemon.
+`sensor_daemon_iteration`, `run_queue_iteration` and `run_monitoring_iteration` are one pass of
+the sensor daemon, of the queued-run coordinator daemon and of the run monitoring daemon.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ import yaml
 from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
 from dagster._core.test_utils import InProcessTestWorkspaceLoadTarget
+from dagster._core.launcher.sync_in_memory_run_launcher import SyncInMemoryRunLauncher
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._daemon.monitoring.run_monitoring import execute_run_monitoring_iteration
 from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 from dagster._daemon.sensor import execute_sensor_iteration
 
@@ -32,12 +35,27 @@ LOCATION = "zimage_assets"
 _LOG = logging.getLogger("zimage-tests-daemon")
 
 
+class SyncLivenessRunLauncher(SyncInMemoryRunLauncher):
+    """SyncInMemoryRunLauncher with the project's check of run workers (what LivenessRunLauncher
+    adds to Dagster's DefaultRunLauncher), so run monitoring can be driven in tests."""
+
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        return True
+
+    def check_run_worker_health(self, run):
+        from zimage_assets.run_workers import worker_health
+
+        return worker_health(self._instance, run)
+
+
 def project_instance_config() -> dict:
     config = yaml.safe_load((REPO / "dagster.yaml").read_text())
     return {
         "run_coordinator": config["run_coordinator"],
         "concurrency": config["concurrency"],
-        "run_launcher": {"module": "dagster._core.launcher.sync_in_memory_run_launcher", "class": "SyncInMemoryRunLauncher"},
+        "run_monitoring": config["run_monitoring"],
+        "run_launcher": {"module": "daemon_harness", "class": "SyncLivenessRunLauncher"},
     }
 
 
@@ -81,6 +99,10 @@ def stop_sensor(context: WorkspaceProcessContext, name: str) -> None:
 
 def sensor_daemon_iteration(context: WorkspaceProcessContext) -> None:
     list(execute_sensor_iteration(context, _LOG, threadpool_executor=None, submit_threadpool_executor=None))
+
+
+def run_monitoring_iteration(context: WorkspaceProcessContext) -> None:
+    list(execute_run_monitoring_iteration(context, _LOG))
 
 
 def run_queue_iteration(context: WorkspaceProcessContext) -> None:

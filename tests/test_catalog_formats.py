@@ -299,7 +299,7 @@ def woo() -> ParsedCatalog:
 
 def test_woocommerce_variations(woo):
     p = woo
-    assert (p.format, p.rows_read, len(p.skus)) == ("woocommerce", 13, 8)
+    assert (p.format, p.rows_read, len(p.skus)) == ("woocommerce", 13, 7)
     _assert_invariant(p)
     rows = _by_sku(p)
     parent = rows["WOO-HOODIE"]
@@ -338,9 +338,9 @@ def test_woocommerce_simple_orphans_and_rejects(woo):
     assert mug["category"] == "Küche/Becher, Tassen"  # "\," is an escaped comma
     assert mug["title"] == "Tasse „Grüße“ 😀"
     assert mug["description"] == "Handgemachte Tasse. Spülmaschinenfest."
-    assert rows["WOO-SET"]["kind"] == "simple"  # grouped
+    assert "WOO-SET" not in rows  # grouped: a set of other products
     assert _codes(woo) == {7: "missing_sku", 8: "duplicate_identical", 9: "missing_title",
-                           11: "missing_sku", 12: "missing_sku"}
+                           11: "missing_sku", 12: "missing_sku", 13: "not_photographed"}
     assert woo.rejects.set_index("row").loc[8, "reason"] == (
         "duplicate_identical: same SKU and content as row 5")
 
@@ -479,18 +479,21 @@ def test_csv_bom_semicolon_tsv_and_text():
     assert text.to_dict("list") == {"sku": ["A"], "title": ["two\nlines"]}
 
 
-@pytest.mark.parametrize("bad_row", [1, 2, 3])  # pandas warns on row 1, raises on later rows
+@pytest.mark.parametrize("bad_row", [1, 2, 3])  # pandas warned on row 1 and raised on later rows
 def test_ragged_row_is_rejected_not_shifted(bad_row):
-    lines = ["A,Alpha,Red", "B,Beta,Blue", "C,Gamma,Green", "D,Delta"]  # a short row is padded
+    lines = ["A,Alpha,Red", "B,Beta,Blue", "C,Gamma,Green", "D,Delta"]  # a short row too
     lines[bad_row - 1] += ",EXTRA"
     raw = read_catalog_table(("sku,title,color\n" + "\n".join(lines) + "\n").encode(), "x.csv")
-    assert raw.attrs["malformed_rows"] == {bad_row: "4 fields where the header has 3; extra: EXTRA"}
+    assert raw.attrs["malformed_rows"] == {
+        bad_row: "4 fields where the header has 3; extra: EXTRA",
+        4: "2 fields where the header has 3 (a missing separator, or a cut line)",
+    }
     assert list(raw["sku"]) == ["A", "B", "C", "D"]
     assert list(raw["color"]) == ["Red", "Blue", "Green", ""]
     p = parse_catalog(raw)
     _assert_invariant(p)
-    assert list(p.skus["sku"]) == [s for i, s in enumerate("ABCD", 1) if i != bad_row]
-    assert _codes(p) == {bad_row: "malformed_row"}
+    assert list(p.skus["sku"]) == [s for i, s in enumerate("ABC", 1) if i != bad_row]
+    assert _codes(p) == {bad_row: "malformed_row", 4: "malformed_row"}
 
 
 @pytest.mark.parametrize(

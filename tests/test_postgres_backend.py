@@ -84,3 +84,37 @@ def test_a_batch_runs_end_to_end_with_everything_on_postgres(project_env, monkey
         text = exposition(project.state_db, instance).decode()
         assert 'zimage_requests_total{model="tiny-random-zimage",priority="normal",status="generated"} 8.0' in text
         assert 'zimage_metrics_source_up{source="dagster"} 1.0' in text
+
+
+def test_control_characters_in_a_catalog_give_the_same_result_on_sqlite_and_postgres(project_env, monkeypatch, shared_postgres_database, tmp_path):
+    """A NUL byte in a title, a description, an attribute and a SKU: the same SKUs, notes and
+    rejects on both backends (PostgreSQL refuses NUL in text, SQLite stores it)."""
+    catalog = tmp_path / "nul.csv"
+    catalog.write_bytes(
+        b"sku,title,description,color\n"
+        b"NUL-1,Mug\x00 One,Hand\x00made,Re\x00d\n"
+        b"BAD\x00SKU,Bad,fine,Blue\n"
+        b"OK-3,Cap,fine,Black\n"
+    )
+    results = {}
+    for name, url in (("sqlite", ""), ("postgres", shared_postgres_database)):
+        with (postgres_instance(url, monkeypatch) if url else dg.instance_for_test()) as instance:
+            if url:
+                project = postgres_project(url, monkeypatch, instance)
+            else:
+                from resources import build_resources
+                from zimage_assets.settings import Settings
+
+                project = Project(build_resources(Settings.from_env()), instance)
+            result = project.ingest(catalog, fmt="generic", raise_on_error=False)
+            assert result.success, name
+            products = project.state_db.products(["NUL-1", "OK-3"])
+            (ingest_id,) = {r["last_ingest_id"] for r in products.values()}
+            results[name] = (
+                {sku: (p["title"], p["description"], p["attributes"], p["note"]) for sku, p in products.items()},
+                [(r["row_number"], r["sku"], r["reason"].split(":")[0]) for r in project.state_db.rejects(ingest_id)],
+            )
+    assert results["sqlite"] == results["postgres"]
+    products, rejects = results["postgres"]
+    assert products["NUL-1"][:3] == ("Mug One", "Handmade", {"color": "Red"})
+    assert rejects == [(2, "BAD\\x00SKU", "invalid_sku")]

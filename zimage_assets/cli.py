@@ -1,8 +1,8 @@
 """`zimage`: run the project's jobs from a terminal, through Dagster, on the same instance as the UI.
 
     zimage demo                      ingest the sample catalog, mint a small batch, generate, publish
-    zimage ingest [--source PATH] [--format auto|generic|magento|shopify|woocommerce]
-    zimage mint [--sku S ...] [--category PATH] [--without-image] [--limit N] [--run]
+    zimage ingest [--source PATH] [--format auto|generic|magento|shopify|woocommerce] [--map COLUMN=NAME ...]
+    zimage mint [--sku S ...] [--category PATH ...] [--without-image] [--limit N] [--run]
     zimage run BATCH_ID [--force]    generate and publish one minted batch now, in this process
     zimage where                     where the data, the images and the UI are
     zimage worker --gpu N | --cpu    a Celery worker for one GPU, or for the CPU steps (ZIMAGE_EXECUTOR=celery)
@@ -11,16 +11,21 @@
     zimage api-key create|list|revoke  the API's keys
 
 Every command is a real Dagster run recorded under DAGSTER_HOME, so `dagster dev` shows it.
-Errors are printed as one clear message (exit status 1), not a traceback.
+Errors are printed as their cause in one or two lines (exit status 1; zimage_assets/cli_errors.py),
+not a traceback; settings and arguments are checked before anything runs or is minted. Ctrl-C
+stops a run (exit status 130); running the command again resumes it.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
+import traceback
 from pathlib import Path
 
+from zimage_assets.cli_errors import INTERRUPTED, exception_message, hide_password, is_interrupted, run_failure_message
 from zimage_assets.settings import PACKAGE_DIR, Settings
 from zimage_assets.worker_cli import add_worker_command
 
@@ -36,16 +41,49 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     global _LOG_LEVEL
     _LOG_LEVEL = "INFO" if args.verbose else "CRITICAL"
+    if not args.verbose:  # libraries' retry warnings (a database down) would bury the one message
+        logging.getLogger().setLevel(logging.CRITICAL)
     try:
+        _check_arguments(args)  # before any slow start-up
         settings = Settings.from_env()
         _ensure_dagster_home(settings)
         return args.handler(args, settings)
-    except CliError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"\n{INTERRUPTED}", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader went away (`zimage where | head -1`): stop quietly
+        _silence_stdout()
         return 1
-    except ValueError as exc:  # bad environment variable values
-        print(f"error: {exc}", file=sys.stderr)
+    except (CliError, ValueError) as exc:  # our messages; bad environment variable values
+        print(f"error: {hide_password(str(exc))}", file=sys.stderr)
         return 1
+    except Exception as exc:  # noqa: BLE001 - anything else: its cause in one or two lines, not a traceback
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {exception_message(exc)}", file=sys.stderr)
+        return 1
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _check_arguments(args) -> None:
+    """What can be wrong with the command line alone, checked before Dagster starts."""
+    fmt = getattr(args, "format", None)
+    if fmt is not None:
+        from zimage_assets.domain.catalog import FORMATS
+
+        if fmt not in FORMATS:
+            raise CliError(f"unknown catalog format {fmt!r}; use one of: {', '.join(FORMATS)}")
+    for pair in getattr(args, "map", None) or []:
+        if pair.count("=") != 1 or not all(part.strip() for part in pair.split("=")):
+            raise CliError(f"--map {pair!r}: write YOUR_COLUMN=NAME, e.g. --map ProductCode=sku")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,12 +97,14 @@ def _parser() -> argparse.ArgumentParser:
 
     ingest = sub.add_parser("ingest", help="read a catalog into the SKU table")
     ingest.add_argument("--source", default="", help="file path or s3:// URI (default ZIMAGE_CATALOG_SOURCE)")
-    ingest.add_argument("--format", default="auto")
+    ingest.add_argument("--format", default="auto", help="auto, generic, magento, shopify or woocommerce")
+    ingest.add_argument("--map", action="append", default=[], metavar="COLUMN=NAME",
+                        help="rename a column of the file, e.g. --map ProductCode=sku (repeatable)")
     ingest.set_defaults(handler=cmd_ingest)
 
     mint = sub.add_parser("mint", help="mint batches for chosen SKUs")
     mint.add_argument("--sku", action="append", default=[], help="a SKU (repeatable)")
-    mint.add_argument("--category", default="", help="category path prefix, e.g. Men/Tops")
+    mint.add_argument("--category", action="append", default=[], help="category path prefix, e.g. Men/Tops (repeatable)")
     mint.add_argument("--without-image", action="store_true", help="SKUs with no published image")
     mint.add_argument("--limit", type=int, default=0, help="at most N SKUs")
     mint.add_argument("--max-items", type=int, default=0, help="items per batch (default ZIMAGE_MAX_ITEMS_PER_BATCH)")
@@ -95,6 +135,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def cmd_demo(args, settings: Settings) -> int:
     print(f"Z-Image catalog demo: model {settings.model!r}, data in {settings.home}")
+    _preflight(settings, generating=True)
     _ingest(settings, source="", fmt="auto")
     batch_ids = _mint(settings, {"without_current_image": True, "limit": args.skus})
     if not batch_ids:
@@ -106,14 +147,16 @@ def cmd_demo(args, settings: Settings) -> int:
 
 
 def cmd_ingest(args, settings: Settings) -> int:
-    _ingest(settings, source=args.source, fmt=args.format)
+    _preflight(settings, generating=False)
+    _ingest(settings, source=args.source, fmt=args.format, mapping=dict(pair.split("=", 1) for pair in args.map))
     return 0
 
 
 def cmd_mint(args, settings: Settings) -> int:
+    _preflight(settings, generating=args.run)  # a run that cannot start fails before anything is minted
     config = {
-        "skus": args.sku,
-        "category": args.category,
+        "skus": [sku.strip() for sku in args.sku if sku.strip()],
+        "categories": args.category,
         "without_current_image": args.without_image,
         "limit": args.limit,
         "max_items_per_batch": args.max_items,
@@ -131,6 +174,7 @@ def cmd_mint(args, settings: Settings) -> int:
 
 
 def cmd_run(args, settings: Settings) -> int:
+    _preflight(settings, generating=True)
     _run_batch(settings, args.batch_id, force=args.force)
     _print_locations(settings, [args.batch_id])
     return 0
@@ -156,7 +200,8 @@ def _instance():
     return DagsterInstance.get()
 
 
-def _execute(job_name: str, *, run_config: dict | None = None, partition_key: str | None = None, tags: dict | None = None):
+def _execute(job_name: str, *, run_config: dict | None = None, partition_key: str | None = None, tags: dict | None = None,
+             run_id: str | None = None):
     job = _definitions().resolve_job_def(job_name)
     # The full event log is in the UI; the terminal gets one line per step from us.
     run_config = {**(run_config or {}), "loggers": {"console": {"config": {"log_level": _LOG_LEVEL}}}}
@@ -167,22 +212,46 @@ def _execute(job_name: str, *, run_config: dict | None = None, partition_key: st
             partition_key=partition_key,
             tags=tags,
             raise_on_error=False,
+            run_id=run_id,
         )
     if not result.success:
-        raise CliError(f"{job_name} failed: {_failure_message(result)}\n(run {result.run_id}; details in the Dagster UI)")
+        if is_interrupted(result):
+            raise KeyboardInterrupt
+        raise CliError(f"{job_name} failed: {run_failure_message(result)}\n(run {result.run_id}; details in the Dagster UI)")
     return result
 
 
-def _failure_message(result) -> str:
-    for event in result.all_events:
-        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
-            error = event.step_failure_data.error
-            while error.cause is not None and "dagster._core.errors" in (error.cls_name or ""):
-                error = error.cause
-            message = (error.message or str(error.cls_name)).strip().splitlines()[0]
-            prefix = f"{error.cls_name}: "
-            return message.split(prefix, 1)[1] if prefix in message else message
-    return "see the run's logs"
+def _preflight(settings: Settings, *, generating: bool) -> None:
+    """Fail before minting or starting a run when the configuration cannot work here: the
+    project database unreachable; for generating commands, the device, dtype or weights, and an
+    image store that cannot be written."""
+    from resources import build_resources
+
+    try:  # Dagster's own storage (SQLite under DAGSTER_HOME, or PostgreSQL by its dagster.yaml)
+        with _instance() as instance:
+            instance.get_runs(limit=1)
+    except Exception as exc:  # noqa: BLE001 - every storage has its own errors
+        raise CliError(f"cannot reach Dagster's storage (DAGSTER_HOME={os.environ.get('DAGSTER_HOME')}): {exception_message(exc)}") from None
+    resources = build_resources(settings)
+    try:
+        with resources["state_db"].engine.connect():
+            pass
+    except Exception as exc:  # noqa: BLE001 - every driver has its own errors
+        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise CliError(f"cannot reach the project database {hide_password(settings.db_url)} (ZIMAGE_DB_URL): {cause}") from None
+    if not generating:
+        return
+    from resources.generator import GeneratorError
+    from resources.image_store import StoreError
+
+    try:
+        resources["generator"].preflight()
+    except GeneratorError as exc:
+        raise CliError(str(exc)) from None
+    try:
+        resources["image_store"].check_writable()
+    except StoreError as exc:
+        raise CliError(f"image store not writable: {exc}") from None
 
 
 def _metadata(result, asset_name: str) -> dict:
@@ -192,8 +261,9 @@ def _metadata(result, asset_name: str) -> dict:
     return {}
 
 
-def _ingest(settings: Settings, *, source: str, fmt: str) -> None:
-    result = _execute("ingest_catalog", run_config={"ops": {"sku_catalog": {"config": {"source": source, "format": fmt}}}})
+def _ingest(settings: Settings, *, source: str, fmt: str, mapping: dict | None = None) -> None:
+    config = {"source": source, "format": fmt, "column_mapping": mapping or {}}
+    result = _execute("ingest_catalog", run_config={"ops": {"sku_catalog": {"config": config}}})
     md = _metadata(result, "sku_catalog")
     print(
         f"catalog {md.get('source')} ({md.get('format')}): {md.get('rows_read')} rows, {md.get('accepted')} SKUs accepted, "
@@ -205,25 +275,55 @@ def _mint(settings: Settings, config: dict) -> list[str]:
     result = _execute("mint_batches_job", run_config={"ops": {"mint_batches_op": {"config": config}}})
     batch_ids = result.output_for_node("mint_batches_op")
     print(f"minted {len(batch_ids)} batch(es): {', '.join(batch_ids) or '-'}")
+    busy = _output_metadata(result, "mint_batches_op").get("in_open_batches") or []
+    if busy:
+        print(f"  not minted, already in an open batch (or outside the other filters): {', '.join(busy[:10])}{' ...' if len(busy) > 10 else ''}")
     return batch_ids
 
 
-def _run_batch(settings: Settings, batch_id: str, *, force: bool) -> None:
-    from resources.state_db import StateDB
-    from zimage_assets.minting import run_tags
-    from zimage_assets.partitions import batch_partitions
+def _output_metadata(result, node: str) -> dict:
+    for event in result.all_events:
+        if event.is_successful_output and event.step_key == node:
+            return {k: v.value for k, v in event.step_output_data.metadata.items()}
+    return {}
 
-    batch = StateDB(url=settings.db_url).batch(batch_id)
+
+def _run_batch(settings: Settings, batch_id: str, *, force: bool) -> None:
+    from functools import partial
+
+    from dagster._core.utils import make_new_run_id
+
+    from resources.state_db import StateDB
+    from sensors.launcher import batch_run_tags, ensure_gpu_pool_limit
+    from zimage_assets.assets.images import product_images
+    from zimage_assets.partitions import batch_partitions
+    from zimage_assets.run_workers import BatchBusy, before_cli_run, run_is_live
+
+    state_db = StateDB(url=settings.db_url)
+    batch = state_db.batch(batch_id.strip())
     if batch is None:
         raise CliError(f"unknown batch {batch_id!r}")
+    batch_id = batch["batch_id"]
     with _instance() as instance:
         instance.add_dynamic_partitions(batch_partitions.name, [batch_id])  # idempotent
-    result = _execute(
-        "generate_batch",
-        partition_key=batch_id,
-        tags=run_tags(batch),
-        run_config={"ops": {"product_images": {"config": {"force": force}}}},
-    )
+        ensure_gpu_pool_limit(instance)
+        try:  # through the GPU pool, like queued runs; never a second run of one batch
+            worker = before_cli_run(instance, state_db, batch_id, product_images.op.pool, say=lambda text: print(text, file=sys.stderr))
+        except BatchBusy as exc:
+            raise CliError(str(exc)) from None
+    run_id = make_new_run_id()
+    try:
+        result = _execute(
+            "generate_batch",
+            partition_key=batch_id,
+            tags={**batch_run_tags(batch), **worker},
+            run_config={"ops": {"product_images": {"config": {"force": force}}}},
+            run_id=run_id,
+        )
+    except BaseException:  # failed or interrupted: the batch is not left `running`
+        with _instance() as instance:
+            state_db.mark_batch_failed(batch_id, run_id, partial(run_is_live, instance))
+        raise
     images = _metadata(result, "product_images")
     published = _metadata(result, "published_images")
     print(
@@ -267,7 +367,7 @@ def _print_locations(settings: Settings, batch_ids: list[str]) -> None:
 
         print(f"  manifest {batch_id}  {store.url(batch_file_key('manifests', batch_id, 'manifest.csv'))}")
         print(f"  contact sheet       {store.url(batch_file_key('previews', batch_id, 'contact_sheet.jpg'))}")
-    print(f"  project database    {settings.db_url}")
+    print(f"  project database    {hide_password(settings.db_url)}")
     print(f"  Dagster instance    {os.environ['DAGSTER_HOME']}")
     print("  Dagster UI          run `scripts/dev` (or: DAGSTER_HOME=" + os.environ["DAGSTER_HOME"] + f" .venv/bin/dagster dev -w {root}/workspace.yaml)")
     print("                      then open http://127.0.0.1:3000")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -155,16 +156,16 @@ class Settings:
         gpu_pool = env.get("ZIMAGE_GPU_POOL") or f"gpu-{_pool_suffix(model)}"
         return cls(
             home=home,
-            db_url=env.get("ZIMAGE_DB_URL") or f"sqlite:///{home / 'zimage.sqlite'}",
+            db_url=_db_url(env.get("ZIMAGE_DB_URL") or f"sqlite:///{home / 'zimage.sqlite'}"),
             storage_url=env.get("ZIMAGE_STORAGE_URL") or str(home / "images"),
             public_base_url=env.get("ZIMAGE_PUBLIC_BASE_URL") or "",
             cache_url=env.get("ZIMAGE_CACHE_URL") or "embedded",
-            model=model,
+            model=_model_folder("ZIMAGE_MODEL", model, presets=True),
             model_revision=env.get("ZIMAGE_MODEL_REVISION") or "",
-            model_path=env.get("ZIMAGE_MODEL_PATH") or "",
+            model_path=_model_folder("ZIMAGE_MODEL_PATH", env.get("ZIMAGE_MODEL_PATH") or ""),
             models_dir=env.get("ZIMAGE_MODELS_DIR") or str(home / "models"),
-            device=env.get("ZIMAGE_DEVICE") or DEFAULTS["device"],
-            dtype=env.get("ZIMAGE_DTYPE") or DEFAULTS["dtype"],
+            device=_device(env.get("ZIMAGE_DEVICE") or DEFAULTS["device"]),
+            dtype=_dtype(env.get("ZIMAGE_DTYPE") or DEFAULTS["dtype"]),
             batch_size=_int(env, "ZIMAGE_BATCH_SIZE", DEFAULTS["batch_size"]),
             templates_path=env.get("ZIMAGE_TEMPLATES") or str(DEFAULT_TEMPLATES),
             catalog_source=env.get("ZIMAGE_CATALOG_SOURCE") or str(SAMPLE_CATALOG),
@@ -368,6 +369,8 @@ def _scaleout_settings(env: dict[str, str], gpu_pool: str) -> dict:
     if not values["k8s_weights_mount"].startswith("/"):
         raise ValueError(f"ZIMAGE_K8S_WEIGHTS_MOUNT={values['k8s_weights_mount']!r} must be an absolute path")
     return values
+
+
 # ---- requests from other systems: the generations API and the RabbitMQ intake ----
 
 
@@ -399,3 +402,38 @@ def _request_settings(env: dict[str, str], model: str) -> dict:
         "intake_queue_prefix": env.get("ZIMAGE_INTAKE_QUEUE_PREFIX") or DEFAULTS["intake_queue_prefix"],
         "intake_key_id": env.get("ZIMAGE_INTAKE_KEY_ID") or "",
     }
+
+
+# ---- the model, its device and the database: values checked here, before anything starts ----
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda|cuda:\d+)$")
+DTYPES = ("auto", "bfloat16", "bf16", "float32", "fp32")
+
+
+def _device(raw: str) -> str:
+    if not _DEVICE.match(raw):
+        raise ValueError(f"ZIMAGE_DEVICE={raw!r}: use auto, cpu, cuda, cuda:N (a GPU index) or mps")
+    return raw
+
+
+def _dtype(raw: str) -> str:
+    if raw in ("float16", "fp16", "half"):
+        raise ValueError(f"ZIMAGE_DTYPE={raw!r}: Z-Image produces NaN (black) images in float16; use bfloat16 or auto")
+    if raw not in DTYPES:
+        raise ValueError(f"ZIMAGE_DTYPE={raw!r}: use {', '.join(DTYPES)}")
+    return raw
+
+
+def _model_folder(name: str, raw: str, presets: bool = False) -> str:
+    """A value written as a path (/..., ./..., ~/...) must be a folder; a hub id (org/name) is not a path."""
+    if raw and raw.startswith(("/", "./", "../", "~")) and not Path(raw).expanduser().is_dir():
+        hint = "a preset (tiny, turbo, base), a hub id (org/name) or " if presets else ""
+        raise ValueError(f"{name}={raw!r}: no such folder; give {hint}the folder that holds the weights")
+    return raw
+
+
+def _db_url(url: str) -> str:
+    if not url.startswith(("sqlite:///", "postgresql://", "postgresql+", "postgres://")):
+        shown = re.sub(r"(://[^:/@]+):[^@/]+@", r"\1:***@", url)
+        raise ValueError(f"ZIMAGE_DB_URL={shown!r}: use sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB")
+    return url

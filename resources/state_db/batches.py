@@ -1,7 +1,8 @@
 """Batches: minting an immutable batch of (SKU, view) items, its status, and its items' prompts.
 
 A batch never changes once minted: its items are fixed, only its status moves
-(minted -> running -> generated -> published, or failed). Prompts are written onto the items by
+(minted -> running -> generated -> published, or failed). One run generates a batch at a time
+(`claim_batch`); a failed run fails only a batch it holds. Prompts are written onto the items by
 product_prompts (deterministic, so a re-run rewrites the same values).
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import sqlalchemy as sa
 
@@ -124,15 +125,50 @@ class BatchState(Topic):
         with self.engine.begin() as conn:
             conn.execute(t.batches.update().where(t.batches.c.batch_id == batch_id_).values(status=status, updated_at=utcnow()))
 
-    def mark_batch_failed(self, batch_id_: str) -> bool:
-        """An open batch whose run failed becomes `failed` (a published batch stays published)."""
+    def mark_batch_failed(self, batch_id_: str, run_id: str | None = None, holder_alive: Callable[[str], bool] | None = None) -> bool:
+        """An open batch whose run failed becomes `failed` (a published batch stays published).
+
+        With `run_id`: not while another run that is still alive (`holder_alive`; without it, any
+        other run) holds the batch's claim: a run refused because another run is generating the
+        batch does not fail it."""
+        if run_id is not None:
+            holder = self.batch_claim(batch_id_)
+            if holder not in (None, run_id) and (holder_alive is None or holder_alive(holder)):
+                return False
         with self.engine.begin() as conn:
-            result = conn.execute(
-                t.batches.update()
-                .where(t.batches.c.batch_id == batch_id_, t.batches.c.status.in_(OPEN_BATCH_STATUSES))
-                .values(status="failed", updated_at=utcnow())
-            )
-            return result.rowcount > 0
+            query = t.batches.update().where(t.batches.c.batch_id == batch_id_, t.batches.c.status.in_(OPEN_BATCH_STATUSES))
+            return conn.execute(query.values(status="failed", updated_at=utcnow())).rowcount > 0
+
+    def batch_claim(self, batch_id_: str) -> str | None:
+        """The run that last claimed the batch (it may have ended since), or None."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(t.batch_claims.c.run_id).where(t.batch_claims.c.batch_id == batch_id_)).scalar()
+
+    def claim_batch(self, batch_id_: str, run_id: str, holder_alive: Callable[[str], bool]) -> str | None:
+        """Make `run_id` the run generating this batch; None when it is, else the live run that is.
+
+        A claim held by a run that `holder_alive` says has ended (or died) is taken over. The swap
+        is a compare-and-set on the old holder, so of two runs racing for a batch exactly one wins."""
+        claims = t.batch_claims
+        for _ in range(20):
+            holder = self.batch_claim(batch_id_)
+            if holder == run_id:
+                return None
+            if holder is not None and holder_alive(holder):
+                return holder
+            with self.engine.begin() as conn:
+                if holder is None:
+                    try:
+                        conn.execute(claims.insert().values(batch_id=batch_id_, run_id=run_id, claimed_at=utcnow()))
+                        return None
+                    except sa.exc.IntegrityError:
+                        continue  # another run claimed it first: look again
+                swapped = conn.execute(
+                    claims.update().where(claims.c.batch_id == batch_id_, claims.c.run_id == holder).values(run_id=run_id, claimed_at=utcnow())
+                )
+                if swapped.rowcount == 1:
+                    return None
+        raise RuntimeError(f"could not claim batch {batch_id_!r}: its claim keeps changing")
 
     def batch_items(self, batch_id_: str) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

@@ -136,6 +136,13 @@ class CatalogState(Topic):
             count, latest = conn.execute(sa.select(sa.func.count(), sa.func.max(ingests.c.ingested_at))).one()
         return f"{count}:{latest.isoformat() if latest else '-'}"
 
+    def unknown_skus(self, sku_list: Iterable[str]) -> list[str]:
+        """The SKUs of `sku_list` that are not in the catalog, in the order given."""
+        sku_list = list(dict.fromkeys(sku_list))
+        with self.engine.connect() as conn:
+            known = {r.sku for r in rows_in_chunks(conn, sku_list, lambda chunk: sa.select(t.skus.c.sku).where(t.skus.c.sku.in_(chunk)))}
+        return [s for s in sku_list if s not in known]
+
     def products(self, sku_list: Iterable[str]) -> dict[str, dict[str, Any]]:
         sku_list = list(dict.fromkeys(sku_list))
         out: dict[str, dict[str, Any]] = {}
@@ -153,8 +160,11 @@ class CatalogState(Topic):
         category: str = "",
         without_current_image: bool = False,
         limit: int | None = None,
+        categories: Sequence[str] = (),
     ) -> list[tuple[str, str]]:
-        """(sku, category) of the chosen SKUs, oldest first; SKUs already in an open batch are skipped."""
+        """(sku, category) of the chosen SKUs, oldest first; SKUs already in an open batch are skipped.
+
+        `category` / `categories`: SKUs under any of these category paths."""
         open_items = (
             sa.select(t.batch_items.c.sku)
             .join(t.batches, t.batches.c.batch_id == t.batch_items.c.batch_id)
@@ -163,9 +173,11 @@ class CatalogState(Topic):
         query = sa.select(t.skus.c.sku, t.skus.c.category).where(t.skus.c.sku.not_in(open_items))
         if skus:
             query = query.where(t.skus.c.sku.in_(list(skus)))
-        if category:
-            prefix = category.strip("/")
-            query = query.where(sa.or_(t.skus.c.category == prefix, t.skus.c.category.like(like_prefix(prefix), escape="\\")))
+        prefixes = [c.strip().strip("/") for c in (category, *categories) if c.strip().strip("/")]
+        if prefixes:
+            query = query.where(
+                sa.or_(*[sa.or_(t.skus.c.category == p, t.skus.c.category.like(like_prefix(p), escape="\\")) for p in prefixes])
+            )
         if without_current_image:
             query = query.where(~has_any_image())
         query = query.order_by(t.skus.c.first_seen, t.skus.c.sku)
@@ -179,10 +191,19 @@ class CatalogState(Topic):
 
         Keyed by content hash, so each version of a SKU is minted once: a SKU whose batch is still
         open is not picked again, and a SKU that changes while its batch runs is picked for its new
-        content. `has_image` tells a changed SKU (it has an older image) from a new one.
+        content. A SKU whose content returns to an earlier version is picked again (its old batch
+        was minted before the change back). `has_image` tells a changed SKU from a new one.
         """
-        s, items = t.skus, t.batch_items
-        minted = sa.exists().where(items.c.sku == s.c.sku, items.c.content_hash == s.c.content_hash)
+        s, items, b = t.skus, t.batch_items, t.batches
+        # A batch item counts for this version if its batch is still open, or was minted after the
+        # SKU last changed: a SKU that goes back to earlier content (Red -> Crimson -> Red) is
+        # minted again, and its new batch reuses the earlier image through the result cache.
+        minted = sa.exists().where(
+            items.c.sku == s.c.sku,
+            items.c.content_hash == s.c.content_hash,
+            b.c.batch_id == items.c.batch_id,
+            sa.or_(b.c.status.in_(OPEN_BATCH_STATUSES), b.c.created_at >= s.c.last_changed),
+        )
         query = (
             sa.select(s.c.sku, s.c.category, s.c.first_seen, s.c.last_changed, sa.case((has_any_image(), 1), else_=0).label("has_image"))
             .where(~has_up_to_date_image(), ~minted)

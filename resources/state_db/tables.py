@@ -89,6 +89,16 @@ batches = Table(
     Index("ix_batches_status", "status"),
 )
 
+# Which run is generating a batch now: one run per batch (a second concurrent run of the same
+# batch stops; a claim whose run has ended or died is taken over by the next run).
+batch_claims = Table(
+    "batch_claims",
+    metadata,
+    Column("batch_id", String(64), primary_key=True),
+    Column("run_id", String(64), nullable=False),
+    Column("claimed_at", DateTime, nullable=False),
+)
+
 batch_items = Table(
     "batch_items",
     metadata,

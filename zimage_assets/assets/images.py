@@ -42,6 +42,7 @@ from zimage_assets.domain.verdicts import BLOCK, PASS, rank, summarise
 from zimage_assets.executors import gpu_step_tags
 from zimage_assets.metadata import markdown_table
 from zimage_assets.partitions import batch_partitions
+from zimage_assets.run_workers import claim_batch_or_fail
 from zimage_assets.settings import definition_settings
 
 CONTACT_SHEET_MAX = 64
@@ -74,6 +75,7 @@ def product_images(
     """One stored PNG, one receipt and one verdict per SKU x view x attempt of the batch."""
     batch_id = context.partition_key
     require_batch(state_db, batch_id)
+    claim_batch_or_fail(context, state_db, batch_id)  # also when re-executed without product_prompts
     items = [i for i in state_db.batch_items(batch_id) if i["prompt"] is not None]
     if not items:
         raise dg.Failure(description=f"batch {batch_id} has no prompts: materialize product_prompts first", allow_retries=False)
@@ -86,6 +88,10 @@ def product_images(
         image_store.check_writable()
     except StoreError as exc:
         raise dg.Failure(description=f"image store not writable: {exc}") from None
+    try:  # so does a device that is not there, or an unusable dtype
+        generator.preflight()
+    except GeneratorError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
 
     model = generator.model_info()
     runtime = generator.runtime_info()

@@ -14,6 +14,7 @@ from zimage_assets.domain.templates import item_seed, render_prompt
 from zimage_assets.domain.verdicts import BLOCK, summarise
 from zimage_assets.metadata import markdown_table
 from zimage_assets.partitions import batch_partitions
+from zimage_assets.run_workers import claim_batch_or_fail
 
 
 def require_batch(state_db: StateDB, batch_id: str) -> dict:
@@ -37,6 +38,7 @@ def product_prompts(
     """Deterministic prompts, sizes and seeds for every item of the batch, each with a safety verdict."""
     batch_id = context.partition_key
     batch = require_batch(state_db, batch_id)
+    claim_batch_or_fail(context, state_db, batch_id)  # one run per batch
     templates = prompt_templates.load_or_fail()
     try:
         quality_gates.terms()  # a broken term list fails here, before anything is written

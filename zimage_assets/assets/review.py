@@ -27,6 +27,7 @@ from zimage_assets.assets.previews import load_tiles, sheet_markdown
 from zimage_assets.assets.publish import publish_batch
 from zimage_assets.domain.storage_keys import batch_file_key
 from zimage_assets.domain.review import parse_review_csv
+from zimage_assets.domain.spreadsheet import spreadsheet_cell
 from zimage_assets.domain.verdicts import BLOCK, REVIEW
 from zimage_assets.metadata import markdown_table
 from zimage_assets.minting import mint_regenerations
@@ -173,9 +174,9 @@ def review_queue(context: dg.AssetExecutionContext, state_db: StateDB, image_sto
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["sku", "view", "decision", "reviewer", "note", "batch_id", "attempt", "reasons", "image"])
-    for item in queue:
-        writer.writerow([item["sku"], item["view"], "", "", "", item["batch_id"], item["attempt"], " ".join(item["reasons"]),
-                         image_store.url(item["storage_key"]) if item["storage_key"] else ""])
+    for item in queue:  # SKUs are untrusted text: no cell may run as a formula in a spreadsheet
+        writer.writerow([spreadsheet_cell(v) for v in (item["sku"], item["view"], "", "", "", item["batch_id"], item["attempt"],
+                         " ".join(item["reasons"]), image_store.url(item["storage_key"]) if item["storage_key"] else "")])
     image_store.put(QUEUE_CSV_KEY, buffer.getvalue().encode("utf-8"), "text/csv")
 
     tiles = load_tiles(image_store, ((f"{item['sku']}/{item['view']}", item["storage_key"]) for item in queue[:QUEUE_THUMBNAILS]))

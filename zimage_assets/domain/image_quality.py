@@ -23,6 +23,7 @@ their degraded copies (figures in docs/quality.md). Scores are computed at a fix
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,7 @@ from zimage_assets.domain.verdicts import BLOCK, REVIEW, Assessment, Finding
 ANALYSIS_SIDE = 1024
 MAX_PIXELS = 64_000_000  # refuse to decode more (decompression bombs); 8000x8000
 MIN_SIDE = 32  # smaller images cannot be assessed
+ANIMATED_FORMATS = ("GIF", "PNG", "WEBP")  # APNG is format PNG; multi-frame TIFF / MPO are still photos
 
 # Quality modes: `strict` judges everything; `smoke` only what holds for any image, even the
 # random noise of the tiny test model (decodable, right size, not uniform / black / blank).
@@ -82,7 +84,8 @@ def load_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> LoadedImage:
     """Decode any common image to 8-bit RGB, or raise ImageLoadError with a reason code.
 
     Zero-byte, truncated and corrupt files, decompression bombs (checked from the header, before
-    decoding), CMYK, 16-bit, palette and alpha images are all handled; alpha is flattened onto
+    decoding), animated GIF / APNG / WebP (refused: `animated_image`), CMYK, 16-bit, palette and
+    alpha images are all handled; alpha is flattened onto
     white (the e-commerce convention) and recorded.
     """
     if not data:
@@ -94,14 +97,21 @@ def load_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> LoadedImage:
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageLoadError("image_too_large", f"{width}x{height} is more than {max_pixels:,} pixels; not decoded")
+            frames = getattr(image, "n_frames", 1) if image.format in ANIMATED_FORMATS else 1
+            if frames > 1:  # judging one frame would pass an image the shop shows moving
+                raise ImageLoadError(
+                    "animated_image", f"animated {image.format} with {frames} frames: a product image must be a still image; export one frame"
+                )
             image.load()
     except ImageLoadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageLoadError("image_too_large", f"decompression bomb refused: {exc}") from None
+        raise ImageLoadError("image_too_large", f"decompression bomb refused: {_plain(exc)}") from None
+    except Image.UnidentifiedImageError:
+        raise ImageLoadError("unreadable_image", "cannot decode the image: not an image format Pillow can read (JPEG, PNG, WebP, GIF, TIFF...)") from None
     except Exception as exc:  # noqa: BLE001 - PIL raises many types for bad data
         kind = "truncated_image" if "truncated" in str(exc).lower() else "unreadable_image"
-        raise ImageLoadError(kind, f"cannot decode the image: {type(exc).__name__}: {exc}") from None
+        raise ImageLoadError(kind, f"cannot decode the image: {type(exc).__name__}: {_plain(exc)}") from None
     info: dict[str, Any] = {"format": image.format or "", "mode": image.mode, "width": width, "height": height}
     quality = jpeg_file_quality(image)
     if quality is not None:
@@ -115,6 +125,14 @@ def load_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> LoadedImage:
         info["alpha_flattened"] = True
     info["width"], info["height"] = rgb.shape[1], rgb.shape[0]
     return LoadedImage(rgb=rgb, info=info)
+
+
+def _plain(exc: Exception) -> str:
+    """An exception's message without object reprs and memory addresses (`<... at 0x7f...>`)."""
+    return _OBJECT_REPR.sub("the data", str(exc))
+
+
+_OBJECT_REPR = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
 
 
 def _to_rgb8(image: Image.Image) -> tuple[np.ndarray, bool]:

@@ -1,4 +1,8 @@
-"""The per-batch manifest of published images, as CSV and JSON bytes."""
+"""The per-batch manifest of published images, as CSV and JSON bytes.
+
+The CSV is for people and spreadsheets: text cells that would run as a formula are written
+safely (`spreadsheet_cell`); the JSON keeps every value as it is.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import csv
 import io
 import json
 from typing import Mapping, Sequence
+
+from zimage_assets.domain.spreadsheet import spreadsheet_cell
 
 MANIFEST_COLUMNS = ["sku", "view", "url", "key", "width", "height", "spec_hash", "sha256", "seed", "model_id"]
 
@@ -15,7 +21,7 @@ def manifest_csv(rows: Sequence[Mapping]) -> bytes:
     writer = csv.DictWriter(out, fieldnames=MANIFEST_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in sorted(rows, key=_order):
-        writer.writerow(row)
+        writer.writerow({k: spreadsheet_cell(v) for k, v in row.items()})
     return out.getvalue().encode("utf-8")
 
 

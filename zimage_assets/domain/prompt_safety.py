@@ -1,26 +1,31 @@
-"""Prompt safety: catch unsafe prompts (English, Chinese) before any GPU work.
+"""Prompt safety: catch unsafe prompts before any GPU work.
 
 Catalog text is untrusted: a name or description can smuggle words into a prompt, and people
-who want to get past a filter spell around it. So text is normalised before matching:
-Unicode NFKC (full-width forms, ligatures, circled letters), accents and zero-width characters
-removed, case folded, look-alike Cyrillic / Greek letters mapped to Latin, leetspeak decoded
-(`p0rn`, `s3x`, `$ex`), single letters joined (`n.s.f.w`, `p o r n`), separators inside a
-word removed (`p-o-r-n`), and repeated letters folded (`pooorn`). Chinese terms match with
-separators between their characters removed (`色 情`, `色.情`).
+who want to get past a filter spell around it. So text is normalised before matching: Unicode
+NFKC (full-width forms, ligatures, circled letters, mathematical letters), accents and
+zero-width characters removed, case folded, look-alike letters of other scripts mapped to the
+Latin ones by Unicode's confusables data, leetspeak decoded (`p0rn`, `s3x`, `$ex`), single
+letters joined (`n.s.f.w`, `p o r n`), separators inside a word removed (`p-o-r-n`), repeated
+letters folded (`pooorn`); and it is also searched transliterated (other scripts in Latin
+letters), with masked letters filled in (`p*rn`), misspellings of listed words corrected
+(`nakid`), base64 runs decoded, Chinese terms in pinyin (`seqing`), and a minor's age written
+out ("a 12-year-old") counted as a word about a child: see prompt_text.py. Chinese terms match
+with separators between their characters removed (`色 情`, `色.情`).
 
-The term lists are data files (zimage_assets/safety_terms/*.txt, format in its README.txt);
-users add their own with ZIMAGE_SAFETY_TERMS_DIR. Pure functions, no Dagster.
+The term lists are data files (zimage_assets/safety_terms/*.txt, format in its README.txt;
+English, Chinese, German, French, Spanish, Italian); users add their own with
+ZIMAGE_SAFETY_TERMS_DIR. Pure functions, no Dagster.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from zimage_assets.domain.prompt_text import FuzzyWords, decoded_base64, minor_ages, pinyin_forms, skeleton, transliterated, unmasked
 from zimage_assets.domain.verdicts import BLOCK, PASS, REVIEW, Assessment, Finding
 
 BUILTIN_TERMS_DIR = Path(__file__).resolve().parents[1] / "safety_terms"
@@ -38,22 +43,10 @@ DEFAULT_CATEGORY_VERDICTS = {
     "injection": REVIEW,
     "minors": CONTEXT,
     "intimate": CONTEXT,
+    "babycare": CONTEXT,
     "allow": ALLOW,
 }
 
-# Cyrillic and Greek letters that look like Latin ones ("pоrn" with a Cyrillic о).
-_CONFUSABLES = str.maketrans(
-    {
-        "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p",
-        "с": "c", "т": "t", "у": "y", "х": "x", "і": "i", "ї": "i", "ј": "j", "ѕ": "s", "ԁ": "d",
-        "ԛ": "q", "ԝ": "w", "α": "a", "β": "b", "ε": "e", "ι": "i", "κ": "k", "ν": "v", "ο": "o",
-        "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "ı": "i",
-        # small capitals (no compatibility decomposition of their own)
-        "ᴀ": "a", "ʙ": "b", "ᴄ": "c", "ᴅ": "d", "ᴇ": "e", "ғ": "f", "ɢ": "g", "ʜ": "h", "ɪ": "i", "ᴊ": "j",
-        "ᴋ": "k", "ʟ": "l", "ᴍ": "m", "ɴ": "n", "ᴏ": "o", "ᴘ": "p", "ǫ": "q", "ʀ": "r", "ꜱ": "s", "ᴛ": "t",
-        "ᴜ": "u", "ᴠ": "v", "ᴡ": "w", "ʏ": "y", "ᴢ": "z",
-    }
-)
 _LEET = str.maketrans(
     {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g", "@": "a", "$": "s", "!": "i", "|": "i", "+": "t", "€": "e"}
 )
@@ -89,6 +82,9 @@ class _Index:
     cjk: list[tuple[str, str]] = field(default_factory=list)
     allow_words: list[tuple[str, ...]] = field(default_factory=list)
     allow_cjk: list[str] = field(default_factory=list)
+    allow_first: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)  # allow_words by first token
+    vocabulary: tuple[str, ...] = ()  # single listed words and stems: what a masked word may be
+    fuzzy: FuzzyWords | None = None  # misspellings of the listed words that decide
 
 
 def load_terms(extra_dirs: Sequence[str | Path] = ()) -> TermList:
@@ -130,6 +126,8 @@ def _load_terms(extra_dirs: tuple[str, ...]) -> TermList:
                 stems.setdefault(category, set()).add(stem)
             elif _CJK.search(line):
                 cjk.setdefault(category, set()).add(_cjk_text(normalise(line)))
+                if verdict != ALLOW:  # 色情 also as its romanisation: seqing, se qing
+                    words.setdefault(category, set()).update(pinyin_forms(line))
             else:
                 seq = tuple(_tokens(normalise(line)))
                 if not seq:
@@ -171,6 +169,12 @@ def _index(terms: TermList) -> _Index:
             index.cjk += [(s, category) for s in values]
     index.allow_words.sort(key=len, reverse=True)
     index.allow_cjk.sort(key=len, reverse=True)
+    for seq in index.allow_words:
+        index.allow_first.setdefault(seq[0], []).append(seq)
+    deciding = [c for c, v in terms.verdicts.items() if v in (BLOCK, REVIEW)]
+    singles = {seq[0] for c in deciding for seq in terms.words.get(c, ()) if len(seq) == 1}
+    index.vocabulary = tuple(sorted(singles | {stem for c in deciding for stem in terms.stems.get(c, ())}))
+    index.fuzzy = FuzzyWords(singles)
     return index
 
 
@@ -178,10 +182,9 @@ def _index(terms: TermList) -> _Index:
 
 
 def normalise(text: str) -> str:
-    """NFKC, accents and zero-width / format characters removed, case folded, look-alikes mapped."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    kept = "".join(c for c in decomposed if unicodedata.category(c) not in ("Mn", "Me", "Cf", "Cc") or c in "\n\t")
-    return unicodedata.normalize("NFKC", kept).casefold().translate(_CONFUSABLES)
+    """NFKC, accents and zero-width / format characters removed, case folded, look-alike letters
+    mapped to the Latin ones (Unicode's confusables: prompt_text.skeleton)."""
+    return skeleton(text)
 
 
 def _tokens(text: str) -> list[str]:
@@ -232,14 +235,15 @@ def _token_variants(text: str) -> list[list[str]]:
     return variants
 
 
-def _mask(tokens: list[str], allow: list[tuple[str, ...]]) -> list[str]:
-    if not allow:
+def _mask(tokens: list[str], allow: dict[str, list[tuple[str, ...]]]) -> list[str]:
+    """Tokens of ALLOW phrases blanked (`allow`: first token -> phrases, longest first)."""
+    if not allow or not any(t in allow for t in tokens):
         return tokens
     out = list(tokens)
-    for seq in allow:
-        n = len(seq)
-        for i in range(len(out) - n + 1):
-            if tuple(out[i : i + n]) == seq:
+    for i, token in enumerate(tokens):
+        for seq in allow.get(token, ()):
+            n = len(seq)
+            if tuple(tokens[i : i + n]) == seq:
                 out[i : i + n] = [""] * n
     return out
 
@@ -254,11 +258,47 @@ def _plural_forms(token: str) -> tuple[str, ...]:
 
 
 def find_terms(text: str, terms: TermList) -> dict[str, list[str]]:
-    """Category -> matched terms (as written in the lists, normalised) found in `text`."""
+    """Category -> matched terms (as written in the lists, normalised) found in `text`: as
+    written, transliterated, with masked letters filled in, misspellings corrected, base64 runs
+    decoded (prompt_text.py); a minor's age written out counts as a word about a child."""
     index = _index(terms)
     found: dict[str, set[str]] = {}
+    plain = normalise(text)
+    forms = [text, transliterated(plain), unmasked(plain, index.vocabulary)]
+    for decoded in decoded_base64(text):
+        forms += [decoded, transliterated(normalise(decoded))]
+    for form in [f for f in forms if f]:
+        _scan(form, index, found)
+    corrected = _corrected(plain, index)
+    if corrected:
+        _scan(corrected, index, found)
+    for form in [plain] + [normalise(f) for f in forms[1:] if f]:
+        for age in minor_ages(form):
+            found.setdefault("minors", set()).add(age)
+    if "babycare" in found:  # a baby bottle's nipple is not a sexual word
+        for category in list(found):
+            found[category] -= BABY_CARE_WORDS
+            if not found[category]:
+                del found[category]
+    return {k: sorted(v) for k, v in sorted(found.items())}
+
+
+#: Words that are product words, not sexual ones, where baby-care words are present.
+BABY_CARE_WORDS = frozenset({"nipple", "nipples"})
+
+
+def _corrected(plain: str, index: _Index) -> str | None:
+    """The text with misspelled listed words corrected, or None when none is misspelled."""
+    if index.fuzzy is None:
+        return None
+    tokens = _tokens(plain)
+    fixed = [index.fuzzy.match(t) or t for t in tokens]
+    return " ".join(fixed) if fixed != tokens else None
+
+
+def _scan(text: str, index: _Index, found: dict[str, set[str]]) -> None:
     for tokens in _token_variants(text):
-        tokens = _mask(tokens, index.allow_words)
+        tokens = _mask(tokens, index.allow_first)
         for i, token in enumerate(tokens):
             if not token:
                 continue
@@ -280,7 +320,6 @@ def find_terms(text: str, terms: TermList) -> dict[str, list[str]]:
         for phrase, category in index.cjk:
             if phrase in compact:
                 found.setdefault(category, set()).add(phrase)
-    return {k: sorted(v) for k, v in sorted(found.items())}
 
 
 # ---- verdicts ----

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Collection, Iterable, Mapping, Sequence
 
+from zimage_assets.domain.spreadsheet import from_spreadsheet_cell
 from zimage_assets.domain.verdicts import BLOCK, PASS
 
 # ---- review files ----
@@ -53,8 +54,8 @@ def parse_review_csv(text: str) -> tuple[list[ReviewRow], list[str], int]:
     rows, errors, undecided = [], [], 0
     seen: dict[tuple[str, str, str], int] = {}
     for number, raw in enumerate(reader, start=1):
-        def cell(name: str) -> str:
-            return (raw.get(header[name]) or "").strip() if name in header else ""
+        def cell(name: str) -> str:  # undoes the formula guard of the CSVs we write
+            return from_spreadsheet_cell((raw.get(header[name]) or "").strip()) if name in header else ""
 
         sku, view, decision, reviewer = cell("sku"), cell("view"), cell("decision").lower(), cell("reviewer")
         if not any((sku, view, decision, reviewer, cell("note"))):

@@ -74,9 +74,9 @@ from zimage_assets.domain.catalog.normalising import (
     normalise_attribute_key,
 )
 from zimage_assets.domain.catalog.reading import (
-    dedupe_names,
     needs_stringify,
     read_catalog_table,
+    refuse_repeated_columns,
     stringify_frame,
 )
 from zimage_assets.domain.catalog.rows import (
@@ -170,15 +170,16 @@ def parse_catalog(
     if not isinstance(raw, pd.DataFrame):
         raise CatalogFormatError(f"parse_catalog needs a DataFrame, got {type(raw).__name__}")
     malformed = dict(raw.attrs.get("malformed_rows") or {})
+    refuse_repeated_columns(list(raw.columns))
     if mapping:
         raw = _apply_mapping(raw, mapping)
     if len(raw) == 0:
         raise CatalogFormatError(
             f"catalog is empty: {len(raw.columns)} columns but no data rows"
         )
-    if raw.columns.duplicated().any() or any(not isinstance(c, str) for c in raw.columns):
+    if any(not isinstance(c, str) for c in raw.columns):
         raw = raw.copy(deep=False)
-        raw.columns = dedupe_names([str(c) for c in raw.columns])
+        raw.columns = [str(c) for c in raw.columns]
     if needs_stringify(raw):
         raw = stringify_frame(raw)
 
@@ -191,7 +192,8 @@ def parse_catalog(
         raise CatalogFormatError(
             f"{what} is missing required columns: {', '.join(missing)} "
             f"(columns found: {', '.join(map(str, raw.columns[:40]))}"
-            f"{' ...' if len(raw.columns) > 40 else ''}); pass mapping= to rename columns"
+            f"{' ...' if len(raw.columns) > 40 else ''}); rename your columns with a column mapping "
+            "(zimage ingest --map COLUMN=NAME, or column_mapping in sku_catalog's config)"
         )
 
     rejects = Rejects()

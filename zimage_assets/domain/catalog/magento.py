@@ -8,7 +8,8 @@ magento
     (the variation's own ``k=v`` pairs fill attributes the child row lacks). The first segment
     of every category path is the root category (``Default Category``) and is dropped. Rows
     with a ``store_view_code`` are store-view overrides of a SKU, not SKUs:
-    ``store_view_override``. Also the smaller fixture shape (``category, name, sku,
+    ``store_view_override``. ``grouped`` and ``downloadable`` products are not photographed
+    (``not_photographed``). Also the smaller fixture shape (``category, name, sku,
     description`` plus attribute columns such as ``material, style_bags, pattern``), whose
     multi-valued cells and category levels are newline separated ("Gear\\nBags\\nCollections\\n
     Erin Recommends" is two paths, split at the merchandising root).
@@ -33,8 +34,9 @@ from zimage_assets.domain.catalog.normalising import (
     one_line,
     pick_path,
     segment,
+    variant_key,
 )
-from zimage_assets.domain.catalog.rows import Candidate, Columns, Rejects, inherit
+from zimage_assets.domain.catalog.rows import Candidate, Columns, Rejects, inherit, not_photographed
 from zimage_assets.domain.html_text import html_to_text
 
 #: Required columns, as display names matched case-insensitively; a tuple means "one of these".
@@ -145,6 +147,10 @@ def _parse_full_export(c: Columns, rej: Rejects, skip: set[int]) -> list[Candida
                     "unparseable_value: additional_attributes is not k=v,k=v pairs")
             continue
         ptype = types[i].strip().lower()
+        skipped = not_photographed({ptype})
+        if skipped:
+            rej.add(row, sku, c.name("product_type") or "product_type", types[i], skipped)
+            continue
         var_list: list[dict[str, str]] = []
         if variations[i].strip():
             parsed = _parse_variations(variations[i])
@@ -174,8 +180,10 @@ def _parse_full_export(c: Columns, rej: Rejects, skip: set[int]) -> list[Candida
         parent, var = link
         cand.kind = "variant"
         cand.parent_sku = parent.sku
-        for key, value in _magento_attrs({k: v for k, v in var.items() if k != "sku"}).items():
-            cand.attributes.setdefault(key, value)
+        for k, v in var.items():  # the variation's own options all count (variant_key)
+            key = variant_key(k) if k != "sku" else None
+            if key and v.strip():
+                cand.attributes.setdefault(key, normalise_value(v))
         inherit(cand, parent, parent.sku)
     return cands
 

@@ -3,7 +3,8 @@
 Pure string functions shared by every format parser (no pandas here). What they decide:
 
 - which attributes reach the SKU table (:data:`IMAGE_ATTRIBUTES`, after the key is normalised
-  by :func:`normalise_attribute_key` and mapped through :data:`ATTRIBUTE_SYNONYMS`);
+  by :func:`normalise_attribute_key` and mapped through :data:`ATTRIBUTE_SYNONYMS`; the options
+  that tell a product's variants apart always do, :func:`variant_key`);
 - how a multi-valued cell is written (``"a, b"``: :func:`normalise_value`, :func:`add_attribute`);
 - which of several category paths a row gets (:func:`pick_path`; paths under a
   :data:`MERCHANDISING_ROOTS` root lose) and how the generic / level-per-line category cell reads
@@ -91,6 +92,14 @@ def image_key(name: str) -> str | None:
     """The attribute key a column / attribute name stands for, or None when it is not kept."""
     key = normalise_attribute_key(name)
     return key if key in IMAGE_ATTRIBUTES else None
+
+
+def variant_key(name: str) -> str | None:
+    """The attribute key of an option that tells the variants of one product apart (what a
+    shopper picks: colour, size, logo or not...). Every such option counts, under its normalised
+    key, whether or not it is in IMAGE_ATTRIBUTES: a hoodie with a logo looks different from one
+    without. None for a name with no letters."""
+    return normalise_attribute_key(name) or None
 
 
 @lru_cache(maxsize=65536)

@@ -32,13 +32,20 @@ Output
 - ``content_hash``: :func:`content_hash` of product_name, category, attributes without the
   :data:`NON_VISUAL_ATTRIBUTES` keys (size), description. Sizes of one colour share a hash.
 
+Text fields (title, product_name, category, description, attribute keys and values) never keep
+control characters (NUL, ESC, ... and the bidirectional override controls): they are removed
+and the row's ``note`` names the fields, the same on every database.
+
 ``ParsedCatalog.rejects`` has the columns :data:`REJECT_COLUMNS`. ``reason`` is
-``"<code>: <human text>"``; :func:`reject_code` returns the code. Codes: ``missing_sku``,
-``invalid_sku`` (over 255 characters or control characters), ``missing_title``,
-``duplicate_sku`` (same SKU, different content; the first row is named), ``duplicate_identical``,
-``unparseable_value``, ``store_view_override`` (Magento), ``image_only_row`` and
-``missing_handle`` (Shopify), ``no_variant_data`` (Shopify), ``malformed_row`` (a CSV line with
-more fields than the header; see :func:`read_catalog_table`). Every input row is either one
+``"<code>: <human text>"``; :func:`reject_code` returns the code; control and invisible
+characters in ``sku`` / ``value`` are written as escapes (:func:`visible`). Codes:
+``missing_sku``, ``invalid_sku`` (over 255 characters, or control or invisible formatting
+characters such as U+202E or a zero-width space), ``missing_title``, ``duplicate_sku`` (same
+SKU, different content; the first row is named), ``duplicate_identical``, ``unparseable_value``,
+``store_view_override`` (Magento), ``image_only_row`` and ``missing_handle`` (Shopify),
+``no_variant_data`` (Shopify), ``not_photographed`` (grouped and downloadable products:
+:data:`NOT_PHOTOGRAPHED`), ``malformed_row`` (a CSV line with more or fewer fields than the
+header; see :func:`read_catalog_table`). Every input row is either one
 accepted SKU or at least one reject: ``rows_read == len(skus) + rejects["row"].nunique()``
 (:func:`finalise` rejects any row a parser left unaccounted as ``unaccounted_row``, a parser bug).
 """
@@ -63,7 +70,32 @@ SKU_COLUMNS = [
 REJECT_COLUMNS = ["row", "sku", "field", "value", "reason"]
 MAX_SKU_LENGTH = 255
 _MAX_REJECT_VALUE = 200
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: Characters a text field never keeps: C0 / C1 controls (NUL, ESC, ...) and the bidirectional
+#: embedding / override / isolate controls, which reorder how the text around them is shown.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+#: Characters a SKU may not hold: the above, and invisible format characters (zero-width
+#: spaces and joiners, direction marks, word joiners, BOM, soft hyphen) that make two SKUs look
+#: alike.
+_NOT_IN_SKU = re.compile(r"[\x00-\x1f\x7f-\x9f\xad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]")
+#: Product types that are not photographed, by the type names exports use, with the reason.
+NOT_PHOTOGRAPHED = {
+    "grouped": "grouped product: a set of other products, each with its own images",
+    "downloadable": "downloadable product: a digital item, nothing to photograph",
+}
+
+
+def not_photographed(types: set[str]) -> str | None:
+    """The ``not_photographed`` reason for a row of these product types, or None."""
+    for kind, reason in NOT_PHOTOGRAPHED.items():
+        if kind in types:
+            return f"not_photographed: {reason}"
+    return None
+
+
+def visible(text: str) -> str:
+    """``text`` with every control or invisible character written as an escape (``\\x00``,
+    ``\\u202e``): what rejects store and show, the same on every database."""
+    return _NOT_IN_SKU.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text)
 
 
 class CatalogFormatError(ValueError):
@@ -128,9 +160,9 @@ class Rejects:
     def add(self, row: int, sku: str, field_: str, value: Any, reason: str) -> None:
         value = "" if value is None else str(value)
         self.rows.append(row)
-        self.skus.append(sku[:_MAX_REJECT_VALUE])
-        self.fields.append(field_)
-        self.values.append(value[:_MAX_REJECT_VALUE])
+        self.skus.append(visible(sku)[:_MAX_REJECT_VALUE])
+        self.fields.append(visible(field_))
+        self.values.append(visible(value)[:_MAX_REJECT_VALUE])
         self.reasons.append(reason)
 
     def frame(self) -> pd.DataFrame:
@@ -238,6 +270,7 @@ def finalise(cands: list[Candidate], rej: Rejects, rows_read: int) -> pd.DataFra
     seen: dict[str, int] = {}  # sku -> its position in the output lists
     dumps = json.dumps
     control = _CONTROL.search
+    not_in_sku, not_in_sku_all = _NOT_IN_SKU.search, _NOT_IN_SKU.findall
     accepted = bytearray(rows_read + 1)
     for pos in range(len(cands)):
         cand = cands[pos]
@@ -251,13 +284,18 @@ def finalise(cands: list[Candidate], rej: Rejects, rows_read: int) -> pd.DataFra
             rej.add(row, sku, cand.sku_field, sku,
                     f"invalid_sku: {len(sku)} characters, more than {MAX_SKU_LENGTH}")
             continue
-        if control(sku):
-            rej.add(row, sku, cand.sku_field, sku, "invalid_sku: contains control characters")
+        if not_in_sku(sku):
+            rej.add(row, sku, cand.sku_field, sku,
+                    "invalid_sku: contains control or invisible formatting characters "
+                    f"({', '.join(sorted({f'U+{ord(c):04X}' for c in not_in_sku_all(sku)}))})")
             continue
         if not cand.title:
             rej.add(row, sku, cand.title_field, "",
                     "missing_title: no name on the row or its parent")
             continue
+        if (control(cand.title) or control(cand.product_name) or control(cand.category)
+                or control(cand.description) or any(control(k) or control(v) for k, v in cand.attributes.items())):
+            _remove_control_characters(cand)
         attrs_json = dumps(cand.attributes, sort_keys=True, ensure_ascii=False)
         first = seen.get(sku)
         if first is not None:
@@ -299,3 +337,22 @@ def finalise(cands: list[Candidate], rej: Rejects, rows_read: int) -> pd.DataFra
         frame[name] = pd.Series(values, dtype="int64" if name == "source_row" else str)
         del values
     return pd.DataFrame(frame, columns=SKU_COLUMNS)
+
+
+def _remove_control_characters(cand: Candidate) -> None:
+    """Drop control characters from the candidate's text fields, noting which fields had them
+    (a NUL byte would otherwise reach prompts, and PostgreSQL refuses it in text)."""
+    strip = _CONTROL.sub
+    fields = []
+    for name in ("title", "product_name", "category", "description"):
+        value = getattr(cand, name)
+        cleaned = strip("", value)
+        if cleaned != value:
+            setattr(cand, name, " ".join(cleaned.split()) if name != "category" else cleaned)
+            fields.append(name)
+    attrs = {strip("", k): strip("", v) for k, v in cand.attributes.items()}
+    if attrs != cand.attributes:
+        cand.attributes = {k: v for k, v in attrs.items() if k and v}
+        fields.append("attributes")
+    if fields:
+        cand.add_note(f"control characters removed from {', '.join(fields)}")

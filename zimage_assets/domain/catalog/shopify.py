@@ -15,6 +15,9 @@ shopify
       "one input row -> one SKU or reject"; consumers group variants by ``parent_sku``.
     * Empty Variant SKU -> derived ``slug(Handle)-slug(value1)-slug(value2)...``
       (``classic-tee-red-m``), note ``sku derived from Handle and option values``.
+    * A later, separate block of rows with the same Handle and a different Title is read with its
+      own Title (a SKU it repeats is then a ``duplicate_sku``); a later block without a Title
+      continues the product.
     * Rows with an Image Src and no variant data -> ``image_only_row``; other rows without
       variant data -> ``no_variant_data``; rows without Handle -> ``missing_handle``.
     * Category: the last :data:`SHOPIFY_CATEGORY_DEPTH` segments of ``Product Category`` (a
@@ -35,6 +38,7 @@ from zimage_assets.domain.catalog.normalising import (
     one_line,
     segment,
     slug,
+    variant_key,
 )
 from zimage_assets.domain.catalog.rows import Candidate, Columns, Rejects
 from zimage_assets.domain.html_text import html_to_text
@@ -89,7 +93,9 @@ def parse(c: Columns, rej: Rejects, skip: set[int]) -> list[Candidate]:
             if key:
                 product_attr_cols.append((key, c.values(col)))
 
-    groups: dict[str, list[int]] = {}
+    # Contiguous blocks of one Handle; a later block of the same Handle with a Title of its own
+    # that differs is read as what it says (its own product fields), not as the first block's.
+    blocks: list[tuple[str, list[int]]] = []
     for i in range(c.n):
         if i in skip:
             continue
@@ -98,10 +104,22 @@ def parse(c: Columns, rej: Rejects, skip: set[int]) -> list[Candidate]:
             rej.add(i + 1, vskus[i].strip(), handle_col, "",
                     "missing_handle: row has no Handle, so it belongs to no product")
             continue
-        groups.setdefault(handle, []).append(i)
+        if not blocks or blocks[-1][0] != handle:
+            blocks.append((handle, []))
+        blocks[-1][1].append(i)
+    first_title: dict[str, str] = {}
+    block_titles = []
+    for handle, idxs in blocks:
+        title = next((one_line(titles[i]) for i in idxs if titles[i].strip()), "")
+        block_titles.append(title)
+        if title:
+            first_title.setdefault(handle, title)
+    groups: dict[tuple[str, str], list[int]] = {}
+    for (handle, idxs), title in zip(blocks, block_titles):
+        groups.setdefault((handle, title or first_title.get(handle, "")), []).extend(idxs)
 
     cands: list[Candidate] = []
-    for handle, idxs in groups.items():
+    for (handle, _), idxs in groups.items():
         prod = next((i for i in idxs if titles[i].strip()), idxs[0])
         title = one_line(titles[prod])
         names = []
@@ -158,7 +176,7 @@ def parse(c: Columns, rej: Rejects, skip: set[int]) -> list[Candidate]:
             values = [opt_values[k][i].strip() for k in range(3)]
             attrs = dict(product_attrs)
             for nm, val in zip(names, values):
-                key = image_key(nm) if nm else None
+                key = variant_key(nm) if nm else None
                 if key and val:
                     attrs[key] = normalise_value(val)
             shown = [v for v in values if v]

@@ -4,7 +4,10 @@ woocommerce
     WooCommerce product CSV export: ``ID, Type, SKU, Name, Published, Short description,
     Description, Categories, Tags, Images, Parent, Attribute N name, Attribute N value(s), ...``.
     ``variable`` -> ``parent``; ``variation`` -> ``variant`` (``Parent`` is ``id:123`` or the
-    parent's SKU); everything else (simple, grouped, external) -> ``simple``. A variation without
+    parent's SKU); ``grouped`` and ``downloadable`` rows are not photographed (rejected as
+    ``not_photographed`` with the reason); everything else (simple, virtual, external) ->
+    ``simple``. A variation's attributes all count (``Logo: Yes`` makes a variant of its own);
+    other rows keep only the image attributes. A variation without
     SKU gets ``<parent SKU>-slug(value1)-slug(value2)`` with a note. ``product_name`` is the
     parent's Name (variation names are usually "Parent - Red"). Categories: ``A > B`` paths,
     several comma separated (``\\,`` escapes a comma); an ``Uncategorized`` path is ignored.
@@ -27,8 +30,9 @@ from zimage_assets.domain.catalog.normalising import (
     segment,
     slug,
     split_escaped_commas,
+    variant_key,
 )
-from zimage_assets.domain.catalog.rows import Candidate, Columns, Rejects, inherit
+from zimage_assets.domain.catalog.rows import Candidate, Columns, Rejects, inherit, not_photographed
 from zimage_assets.domain.html_text import html_to_text
 
 #: Required columns, as display names matched case-insensitively; a tuple means "one of these".
@@ -81,6 +85,10 @@ def parse(c: Columns, rej: Rejects, skip: set[int]) -> list[Candidate]:
         if i in skip:
             continue
         type_set = {t.strip().lower() for t in types[i].split(",")}
+        skipped = not_photographed(type_set)
+        if skipped:
+            rej.add(i + 1, skus[i].strip(), c.name("type") or "Type", types[i], skipped)
+            continue
         kind = ("variant" if "variation" in type_set
                 else "parent" if "variable" in type_set else "simple")
         attrs: dict[str, str] = {}
@@ -93,7 +101,7 @@ def parse(c: Columns, rej: Rejects, skip: set[int]) -> list[Candidate]:
             vals = [v for v in split_escaped_commas(values_col[i]) if v]
             joined = ", ".join(dict.fromkeys(WS.sub(" ", v) for v in vals))
             values_in_order.extend(vals)
-            key = image_key(nm)
+            key = variant_key(nm) if kind == "variant" else image_key(nm)
             if key:
                 named[key] = joined
                 add_attribute(attrs, key, joined)
