@@ -46,6 +46,12 @@ DEFAULTS: dict = {
     # including bare-chested male models in sportswear, stay below the REVIEW threshold.
     "nsfw_review_threshold": 0.6,
     "nsfw_block_threshold": 0.85,
+    # GPU speed options (docs/gpu.md): each off until a benchmark on the team's GPU shows it faster.
+    "compile": "off",
+    "attention_backend": "native",  # PyTorch SDPA
+    "fp8": "off",
+    "invariance_sample": 2,  # images per batch regenerated alone by the batch_invariance check
+    "invariance_tolerance": 1.0,  # mean absolute difference, 0-255 levels per channel
 }
 
 
@@ -102,6 +108,14 @@ class Settings:
     safety_terms_dir: str  # ZIMAGE_SAFETY_TERMS_DIR: folder of extra term lists (*.txt) added to the built-in ones
     nsfw_review_threshold: float  # ZIMAGE_NSFW_REVIEW: NSFW score from which an image goes to REVIEW
     nsfw_block_threshold: float  # ZIMAGE_NSFW_BLOCK: NSFW score from which an image is BLOCKed
+    # ---- GPU speed options and batch invariance ----
+    compile: str  # ZIMAGE_COMPILE: off | buckets (torch.compile the transformer blocks, prompt-length buckets) | dynamic (symbolic shapes)
+    attention_backend: str  # ZIMAGE_ATTENTION_BACKEND: diffusers attention backend (native = PyTorch SDPA; *_hub backends are refused)
+    cpu_offload: bool  # ZIMAGE_CPU_OFFLOAD: move each model to the GPU only while it runs (16-24 GB GPUs)
+    vae_tiling: bool  # ZIMAGE_VAE_TILING: decode images in tiles (less GPU memory)
+    fp8: str  # ZIMAGE_FP8: off | layerwise (fp8 weight storage, bf16 compute) | torchao (fp8 compute); changes pixels
+    invariance_sample: int  # ZIMAGE_INVARIANCE_SAMPLE: images per batch the batch_invariance check regenerates at batch size 1 (0 = off)
+    invariance_tolerance: float  # ZIMAGE_INVARIANCE_TOLERANCE: mean absolute pixel difference (0-255) allowed between batched and single
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -139,6 +153,7 @@ class Settings:
             gpu_hour_price_usd=_non_negative_float(env, "ZIMAGE_GPU_HOUR_PRICE_USD", DEFAULTS["gpu_hour_price_usd"]),
             **_operations_settings(env),
             **_quality_settings(env, model),
+            **_speed_settings(env),
         )
 
     def describe(self) -> dict[str, str]:
@@ -294,4 +309,34 @@ def _quality_settings(env: dict[str, str], model: str) -> dict:
         "safety_terms_dir": env.get("ZIMAGE_SAFETY_TERMS_DIR") or "",
         "nsfw_review_threshold": shares["ZIMAGE_NSFW_REVIEW"],
         "nsfw_block_threshold": shares["ZIMAGE_NSFW_BLOCK"],
+    }
+
+
+# ---- GPU speed options and batch invariance ----
+
+
+def _speed_settings(env: dict[str, str]) -> dict:
+    compile_mode = (env.get("ZIMAGE_COMPILE") or DEFAULTS["compile"]).strip().lower()
+    compile_mode = {"true": "buckets", "1": "buckets", "yes": "buckets", "on": "buckets", "false": "off", "0": "off", "no": "off"}.get(
+        compile_mode, compile_mode
+    )
+    if compile_mode not in ("off", "buckets", "dynamic"):
+        raise ValueError(f"ZIMAGE_COMPILE={env.get('ZIMAGE_COMPILE')!r}: use off, buckets or dynamic")
+    backend = (env.get("ZIMAGE_ATTENTION_BACKEND") or DEFAULTS["attention_backend"]).strip().lower()
+    if backend.endswith("_hub"):
+        raise ValueError(
+            f"ZIMAGE_ATTENTION_BACKEND={backend!r} downloads kernels from the Hugging Face Hub at run time, which this project "
+            "never does: use native (PyTorch SDPA) or an installed backend such as _native_cudnn, flash or sage"
+        )
+    tolerance = _non_negative_float(env, "ZIMAGE_INVARIANCE_TOLERANCE", DEFAULTS["invariance_tolerance"])
+    if tolerance > 255:
+        raise ValueError(f"ZIMAGE_INVARIANCE_TOLERANCE={env.get('ZIMAGE_INVARIANCE_TOLERANCE')!r} must be between 0 and 255")
+    return {
+        "compile": compile_mode,
+        "attention_backend": backend,
+        "cpu_offload": _flag(env, "ZIMAGE_CPU_OFFLOAD"),
+        "vae_tiling": _flag(env, "ZIMAGE_VAE_TILING"),
+        "fp8": _choice(env, "ZIMAGE_FP8", ("off", "layerwise", "torchao")),
+        "invariance_sample": _int(env, "ZIMAGE_INVARIANCE_SAMPLE", DEFAULTS["invariance_sample"], minimum=0),
+        "invariance_tolerance": tolerance,
     }
