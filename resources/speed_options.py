@@ -160,8 +160,6 @@ def pad_to_prompt_buckets(transformer, buckets: tuple[int, ...]) -> None:
     padding is masked out of attention and cut off before unpatchify, like diffusers' own padding
     of shorter prompts in a batch.
     """
-    import torch
-
     if getattr(transformer, "_zimage_prompt_buckets", None) == buckets:
         return
     prepare, unify = transformer._prepare_sequence, transformer._build_unified_sequence
@@ -171,7 +169,7 @@ def pad_to_prompt_buckets(transformer, buckets: tuple[int, ...]) -> None:
         if pad_token is transformer.cap_pad_token:
             target = bucket_of(max(seqlens), buckets)
             out, freqs, mask = _padded(out, target), _padded(freqs, target), _mask(seqlens, target, out.device)
-        torch._dynamo.maybe_mark_dynamic(out, 0)
+        _mark_shapes(out)
         return out, freqs.contiguous(), mask, seqlens, noise
 
     def _build_unified_sequence(x, x_freqs, x_seqlens, x_noise_mask, cap, cap_freqs, cap_seqlens, *rest):
@@ -179,12 +177,20 @@ def pad_to_prompt_buckets(transformer, buckets: tuple[int, ...]) -> None:
         target = max(x_seqlens) + bucket_of(max(cap_seqlens), buckets)
         lengths = [a + b for a, b in zip(x_seqlens, cap_seqlens)]
         unified, freqs = _padded(unified, target), _padded(freqs, target)
-        torch._dynamo.maybe_mark_dynamic(unified, 0)
+        _mark_shapes(unified)
         return unified, freqs, _mask(lengths, target, unified.device), noise
 
     transformer._prepare_sequence = _prepare_sequence
     transformer._build_unified_sequence = _build_unified_sequence
     transformer._zimage_prompt_buckets = buckets
+
+
+def _mark_shapes(sequence) -> None:
+    """One graph per bucket (a static length, kernels specialised to it), any batch size."""
+    import torch._dynamo
+
+    torch._dynamo.maybe_mark_dynamic(sequence, 0)
+    torch._dynamo.mark_static(sequence, 1)
 
 
 def _padded(tensor, length: int):
