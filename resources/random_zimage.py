@@ -52,17 +52,22 @@ def _kwargs(config: dict) -> dict:
     return {k: v for k, v in config.items() if not k.startswith("_") and k != "model_type"}
 
 
-def build_on_meta(configs: dict[str, dict], dtype) -> dict:
-    """transformer, text_encoder and vae on the meta device (no memory), in `dtype`."""
+MODELS = ("transformer", "text_encoder", "vae")
+
+
+def build_on_meta(configs: dict[str, dict], dtype, names: tuple[str, ...] = MODELS) -> dict:
+    """The named models (default: transformer, text_encoder, vae) on the meta device (no memory), in `dtype`."""
     import torch
     from diffusers import AutoencoderKL, ZImageTransformer2DModel
     from transformers import Qwen3Config, Qwen3Model
 
+    builders = {
+        "transformer": lambda: ZImageTransformer2DModel(**_kwargs(configs["transformer"])),
+        "text_encoder": lambda: Qwen3Model(Qwen3Config(**_kwargs(configs["text_encoder"]))),
+        "vae": lambda: AutoencoderKL(**_kwargs(configs["vae"])),
+    }
     with torch.device("meta"):
-        transformer = ZImageTransformer2DModel(**_kwargs(configs["transformer"]))
-        text_encoder = Qwen3Model(Qwen3Config(**_kwargs(configs["text_encoder"])))
-        vae = AutoencoderKL(**_kwargs(configs["vae"]))
-    models = {"transformer": transformer, "text_encoder": text_encoder, "vae": vae}
+        models = {name: builders[name]() for name in names}
     for model in models.values():
         torch.nn.Module.to(model, dtype=dtype)  # plain cast on meta (diffusers' `to` warns about fp32 modules; there are none)
         model.eval()
@@ -112,7 +117,7 @@ def random_components(configs: dict[str, dict], *, device: str, dtype, seed: int
     from resources.tiny_zimage import tiny_tokenizer
 
     models = build_on_meta(configs, dtype)
-    for offset, name in enumerate(("transformer", "text_encoder", "vae")):
+    for offset, name in enumerate(MODELS):
         materialise(models[name], device, seed + offset)
     scheduler = FlowMatchEulerDiscreteScheduler(**_kwargs(configs["scheduler"]))
     return {**models, "scheduler": scheduler, "tokenizer": tiny_tokenizer()}
