@@ -91,6 +91,7 @@ class ZImageGenerator(ConfigurableResource):
     cpu_offload: bool = Field(default=False, description="enable_model_cpu_offload() for 16-24 GB GPUs")
     compile: bool = Field(default=False, description="torch.compile the transformer's repeated blocks")
     compile_mode: str = Field(default="buckets", description="buckets (prompt-length buckets, static shapes) | dynamic (symbolic shapes)")
+    compile_backend: str = Field(default="inductor", description="torch.compile backend (eager: tracing only, for tests)")
     attention_backend: str = Field(default=DEFAULTS["attention_backend"], description="diffusers attention backend; native = PyTorch SDPA; *_hub refused")
     vae_tiling: bool = Field(default=False, description="Decode the VAE in tiles (less memory on small GPUs)")
     fp8: str = Field(default=DEFAULTS["fp8"], description="off | layerwise (fp8 weight storage) | torchao (fp8 compute); changes pixels")
@@ -194,7 +195,7 @@ class ZImageGenerator(ConfigurableResource):
         device = self._device()
         dtype = self._dtype(device)
         key = (self.model, str(self._local_folder()), self._revision(), device, str(dtype), self.max_sequence_length,
-               *self.speed_options().describe().values())
+               self.compile_backend, *self.speed_options().describe().values())
         with _PIPELINES_LOCK:
             if key not in _PIPELINES:
                 started = time.perf_counter()
@@ -266,7 +267,7 @@ class ZImageGenerator(ConfigurableResource):
         if options.cpu_offload and not device.startswith("cuda"):
             get_dagster_logger().warning(f"cpu_offload is for CUDA GPUs; ignored on {device}")
         try:
-            options.apply(pipe, device=device, dtype=dtype, max_sequence_length=self.max_sequence_length)
+            options.apply(pipe, device=device, dtype=dtype, max_sequence_length=self.max_sequence_length, compile_backend=self.compile_backend)
         except SpeedOptionError as exc:
             raise GeneratorError(str(exc)) from None
 
