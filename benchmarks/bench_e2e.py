@@ -62,8 +62,8 @@ def main() -> None:
         _job(defs, instance, "ingest_catalog", {"ops": {"sku_catalog": {"config": {"source": args.catalog, "format": "auto"}}}})
         minted = _job(defs, instance, "mint_batches_job", {"ops": {"mint_batches_op": {"config": {
             "without_current_image": True, "limit": args.items, "max_items_per_batch": args.items}}}}).output_for_node("mint_batches_op")
-        batch_id = minted[0]
         state_db = StateDB(url=settings.db_url)
+        batch_id = max(minted, key=lambda b: state_db.batch(b)["item_count"])  # SKUs are not split: the fullest batch
         _job(defs, instance, "generate_batch", {}, partition_key=batch_id, asset_selection=[dg.AssetKey("product_prompts")])
         items = state_db.batch_items(batch_id)
         model = generator.model_info()
@@ -84,6 +84,8 @@ def main() -> None:
         images = {k: v.value for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "product_images"
                   for k, v in e.materialization.metadata.items()}
         checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+        invariance = {k: v.value for e in result.get_asset_check_evaluations() if e.check_name == "batch_invariance"
+                      for k, v in e.metadata.items() if k != "compared_images"}
         bare_again = _bare_loop(generator, specs)  # the GPU as it is after the run: drift shows here
 
     generated = images.get("generated", 0)
@@ -94,7 +96,7 @@ def main() -> None:
                    "images_per_second": round(len(specs) / bare_seconds, 4)},
         dagster={"product_images_step_seconds": round(e2e_seconds, 3), "steps_seconds": steps, "generated": generated,
                  "generation_seconds": images.get("generation_seconds"), "images_per_second_of_step": round(generated / e2e_seconds, 4) if e2e_seconds else 0.0,
-                 "checks_passed": checks, "run_id": result.run_id},
+                 "checks_passed": checks, "batch_invariance": invariance, "run_id": result.run_id},
         ratio_dagster_vs_bare=round((generated / e2e_seconds) / (len(specs) / bare_seconds), 4) if e2e_seconds and generated else 0.0,
         cpu_seconds_per_image_outside_generation=round((e2e_seconds - (images.get("generation_seconds") or 0)) / generated, 4) if generated else None,
     )

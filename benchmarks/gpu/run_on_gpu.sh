@@ -43,7 +43,11 @@ for name in ("diffusers", "transformers", "accelerate", "dagster", "dagster_aws"
     except Exception as exc:  # noqa: BLE001  (a report, not a failure: torchao is optional)
         print(f"  {name:<14} MISSING ({type(exc).__name__}: {exc})")
 import zimage_assets.definitions  # the whole code location imports
-print(subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip())
+try:
+    print(subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm", "--format=csv,noheader"],
+                         capture_output=True, text=True, timeout=30).stdout.strip())
+except (OSError, subprocess.SubprocessError) as exc:
+    print("nvidia-smi:", exc)
 assert torch.cuda.is_available(), "no CUDA GPU"
 PY
 }
