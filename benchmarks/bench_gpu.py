@@ -151,7 +151,10 @@ class Bench:
         components = dict(self.components)
         transformer = build_on_meta(self.configs, self.dtype, names=("transformer",))["transformer"]
         components["transformer"] = materialise(transformer, self.device, seed=0)
-        if options.cpu_offload:  # its own text encoder and VAE: offload moves them to the host
+        if options.cpu_offload:  # its own models, and the shared ones off the GPU: peak memory is the offloaded pipeline's
+            for name in ("text_encoder", "vae"):
+                self.components[name].to("cpu")
+            del components["transformer"], transformer
             components = random_components(self.configs, device=self.device, dtype=self.dtype, seed=0)
         pipe = ZImagePipeline(**components)
         if kind == "inpaint":
@@ -190,6 +193,8 @@ class Bench:
             result.update(status="unavailable" if unavailable else "error", error=f"{type(exc).__name__}: {str(exc)[:400]}")
         finally:
             self.components["vae"].disable_tiling()
+            for name in ("text_encoder", "vae"):
+                self.components[name].to(self.device)
             if self.cuda:
                 torch.cuda.empty_cache()
         result["seconds"] = round(time.perf_counter() - started, 2)
