@@ -19,6 +19,7 @@ from resources.prompt_templates import PromptTemplates
 from resources.service_levels import ServiceLevels
 from resources.state_db import StateDB, utcnow
 from zimage_assets.assets.images import product_images
+from zimage_assets.assets.reports import gpu_count, sla_capacity_now
 from zimage_assets.domain.refresh import build_quote, month_of, reasons_of, refresh_batch_prefix
 from zimage_assets.metadata import markdown_table
 from zimage_assets.minting import mint_refresh as mint_refresh_batches
@@ -30,12 +31,6 @@ class RefreshConfig(dg.Config):
     dry_run: bool = Field(default=False, description="Quote only; mint nothing")
     limit: int = Field(default=0, ge=0, description="At most this many SKUs (0 = every SKU that is due)")
     budget: float = Field(default=-1.0, description="Mint nothing if the quote costs more; negative = ZIMAGE_REFRESH_BUDGET_USD, 0 = no cap")
-
-
-def gpu_count(instance: dg.DagsterInstance, pool: str) -> int:
-    """GPUs of a pool = its concurrency limit (dagster.yaml default, or `dagster instance concurrency set`)."""
-    limits = {p.name: p.limit for p in instance.event_log_storage.get_pool_limits()}
-    return max(1, int(limits.get(pool) or instance.global_op_concurrency_default_limit or 1))
 
 
 @dg.op(out={"quote": dg.Out(dict), "due": dg.Out(list)})
@@ -64,6 +59,7 @@ def quote_refresh(
         due = due[: config.limit]
     measured, measured_images = state_db.measured_seconds_per_image(model.model_id, model.revision)
     pool = product_images.op.pool or ""
+    capacity = sla_capacity_now(context.instance, state_db, service_levels, generator, now)  # the sla_report's figure
     quote = build_quote(
         month=month,
         due=due,
@@ -75,6 +71,7 @@ def quote_refresh(
         gpus=gpu_count(context.instance, pool),
         now=now,
         budget=service_levels.refresh_budget if config.budget < 0 else config.budget,
+        arrival_images_per_hour=capacity.images_per_hour,
     )
     context.log.info(quote.summary())
     sample = [{"sku": r["sku"], "category": r["category"], "reasons": ", ".join(reasons_of(r))} for r in due[:SAMPLE_ROWS]]
@@ -91,6 +88,8 @@ def quote_refresh(
             "seconds_per_image": dg.MetadataValue.float(quote.seconds_per_image),
             "seconds_source": quote.seconds_source,
             "gpus": quote.gpus,
+            "gpus_needed": quote.gpus_needed,
+            "arrival_images_per_hour": dg.MetadataValue.float(quote.arrival_images_per_hour),
             "gpu_pool": pool,
             "finishes_at": quote.as_dict()["finishes_at"],
             "fits_in_month": quote.fits_in_month,

@@ -1,8 +1,9 @@
 """The Z-Image generator: a Dagster resource around `diffusers.ZImagePipeline`.
 
 What it does for callers:
-- resolves a preset (`tiny`, `turbo`, `base`), a hub id or a local folder to one loaded pipeline,
-  offline by default, loaded once per process and only when an image is actually needed;
+- resolves a preset (`tiny`, `turbo`, `base`, `full-random`), a hub id or a local folder to one
+  loaded pipeline, offline by default, loaded once per process and only when an image is
+  actually needed, with its speed options applied (`resources/speed_options.py`);
 - generates a list of `GenerationSpec`s: groups them by (size, steps, guidance), encodes each
   distinct prompt once and reuses the embedding, runs up to `batch_size` images per call with one
   seeded `torch.Generator` per image (batched output equals single calls), and halves the batch
@@ -48,6 +49,9 @@ PRESETS = {
     "turbo": ModelPreset("Tongyi-MAI/Z-Image-Turbo", steps=8, guidance_scale=0.0),
     "base": ModelPreset("Tongyi-MAI/Z-Image", steps=28, guidance_scale=4.0),
     "tiny": ModelPreset("tiny-random-zimage", steps=8, guidance_scale=0.0),
+    # The full-size Turbo architecture with random weights (resources/random_zimage.py): real
+    # cost per image, noise for images. For GPU benchmarks and end-to-end runs; CUDA only.
+    "full-random": ModelPreset("full-size-random-z-image-turbo", steps=8, guidance_scale=0.0),
 }
 
 
@@ -84,8 +88,15 @@ class ZImageGenerator(ConfigurableResource):
         description="Prompt tokens kept; the text encoder pays for all of them, longer prompts are cut",
     )
     allow_download: bool = Field(default=False, description="Allow fetching weights from the hub")
-    cpu_offload: bool = Field(default=False, description="enable_model_cpu_offload() for small GPUs")
+    cpu_offload: bool = Field(default=False, description="enable_model_cpu_offload() for 16-24 GB GPUs")
     compile: bool = Field(default=False, description="torch.compile the transformer's repeated blocks")
+    compile_mode: str = Field(default="buckets", description="buckets (prompt-length buckets, static shapes) | dynamic (symbolic shapes)")
+    compile_backend: str = Field(default="inductor", description="torch.compile backend (eager: tracing only, for tests)")
+    attention_backend: str = Field(default=DEFAULTS["attention_backend"], description="diffusers attention backend; native = PyTorch SDPA; *_hub refused")
+    vae_tiling: bool = Field(default=False, description="Decode the VAE in tiles (less memory on small GPUs)")
+    fp8: str = Field(default=DEFAULTS["fp8"], description="off | layerwise (fp8 weight storage) | torchao (fp8 compute); changes pixels")
+    invariance_sample: int = Field(default=DEFAULTS["invariance_sample"], ge=0, description="Images per batch the batch_invariance check makes again alone")
+    invariance_tolerance: float = Field(default=DEFAULTS["invariance_tolerance"], ge=0, description="Mean absolute pixel difference (0-255) allowed")
 
     # ---- what the model is (cheap, never loads weights) ----
 
@@ -122,10 +133,17 @@ class ZImageGenerator(ConfigurableResource):
         }
 
     def _revision(self) -> str:
+        return self._weights_revision() + ("" if self.fp8 == "off" else f"+fp8-{self.fp8}")  # fp8 changes pixels
+
+    def _weights_revision(self) -> str:
         if self.model == "tiny":
             from resources.tiny_zimage import TINY_REVISION
 
             return TINY_REVISION
+        if self.model == "full-random":
+            from resources.random_zimage import configs_revision, random_configs
+
+            return configs_revision(random_configs(), seed=0)
         folder = self._local_folder()
         if self.revision:
             return self.revision
@@ -196,7 +214,8 @@ class ZImageGenerator(ConfigurableResource):
     def pipeline(self):
         device = self._device()
         dtype = self._dtype(device)
-        key = (self.model, str(self._local_folder()), self._revision(), device, str(dtype), self.cpu_offload, self.compile)
+        key = (self.model, str(self._local_folder()), self._revision(), device, str(dtype), self.max_sequence_length,
+               self.compile_backend, *self.speed_options().describe().values())
         with _PIPELINES_LOCK:
             if key not in _PIPELINES:
                 started = time.perf_counter()
@@ -209,11 +228,21 @@ class ZImageGenerator(ConfigurableResource):
     def _load(self, device: str, dtype):
         import diffusers.utils.logging
         import transformers.utils.logging
-        from diffusers import ZImagePipeline
 
         # Loading bars would flood Dagster's captured logs; the load time is logged instead.
         diffusers.utils.logging.disable_progress_bar()
         transformers.utils.logging.disable_progress_bar()
+
+        if self.model == "full-random":
+            pipe = self._random_pipeline(device, dtype)
+        else:
+            pipe = self._pretrained_pipeline(device, dtype)
+        pipe.set_progress_bar_config(disable=True)
+        self._apply_speed_options(pipe, device, dtype)
+        return pipe
+
+    def _pretrained_pipeline(self, device: str, dtype):
+        from diffusers import ZImagePipeline
 
         if self.model == "tiny":
             _build_tiny_folder(self._tiny_folder())
@@ -233,14 +262,45 @@ class ZImageGenerator(ConfigurableResource):
                 f"  hf download {self.model_info().model_id} --local-dir /models/z-image\n"
                 "then set ZIMAGE_MODEL_PATH=/models/z-image (or ZIMAGE_MODEL to that folder)."
             ) from exc
-        pipe.set_progress_bar_config(disable=True)
-        if self.cpu_offload and device.startswith("cuda"):
-            pipe.enable_model_cpu_offload(device=device)
-        else:
-            pipe.to(device)
-        if self.compile:
-            pipe.transformer.compile_repeated_blocks(fullgraph=True)
         return pipe
+
+    # ---- speed options (load path only: resources/speed_options.py) ----
+
+    def speed_options(self):
+        from resources.speed_options import SpeedOptionError, SpeedOptions
+
+        try:
+            return SpeedOptions(
+                compile=self.compile_mode if self.compile else "off",
+                attention_backend=self.attention_backend,
+                cpu_offload=self.cpu_offload,
+                vae_tiling=self.vae_tiling,
+                fp8=self.fp8,
+            )
+        except SpeedOptionError as exc:
+            raise GeneratorError(str(exc)) from None
+
+    def _apply_speed_options(self, pipe, device: str, dtype) -> None:
+        from resources.speed_options import SpeedOptionError
+
+        options = self.speed_options()
+        if options.cpu_offload and not device.startswith("cuda"):
+            get_dagster_logger().warning(f"cpu_offload is for CUDA GPUs; ignored on {device}")
+        try:
+            options.apply(pipe, device=device, dtype=dtype, max_sequence_length=self.max_sequence_length, compile_backend=self.compile_backend)
+        except SpeedOptionError as exc:
+            raise GeneratorError(str(exc)) from None
+
+    def _random_pipeline(self, device: str, dtype):
+        """The full-size architecture with random weights, materialised straight on the GPU."""
+        if not device.startswith("cuda"):
+            raise GeneratorError(
+                f"the full-random model builds the full-size Z-Image-Turbo (10 B parameters, 20 GB in bf16) with random "
+                f"weights to measure a GPU; it needs CUDA, not {device!r}. Use ZIMAGE_MODEL=tiny on this machine."
+            )
+        from resources.random_zimage import random_configs, random_pipeline
+
+        return random_pipeline(random_configs(), device=device, dtype=dtype, seed=0)
 
     # ---- generation ----
 
@@ -261,6 +321,10 @@ class ZImageGenerator(ConfigurableResource):
             groups.setdefault(spec.group_key, []).append(spec)
         for group in groups.values():
             yield from self._generate_group(pipe, group, embeddings)
+
+    def generate_unbatched(self, specs: Sequence[GenerationSpec]) -> Iterator[GeneratedImage]:
+        """The same specs one image per pipeline call (the batch_invariance check compares the two)."""
+        return self.model_copy(update={"batch_size": 1}).generate(specs)
 
     def _generate_group(self, pipe, group: list[GenerationSpec], embeddings: "_EmbeddingCache") -> Iterator[GeneratedImage]:
         import torch

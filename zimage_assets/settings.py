@@ -67,6 +67,12 @@ DEFAULTS: dict = {
     "api_images_per_day": 1000,
     "request_deadline_hours": "high=0.5,normal=2,low=24",
     "intake_queue_prefix": "zimage.gen",
+    # GPU speed options (docs/gpu.md): each off until a benchmark on the team's GPU shows it faster.
+    "compile": "off",
+    "attention_backend": "native",  # PyTorch SDPA
+    "fp8": "off",
+    "invariance_sample": 2,  # images per batch regenerated alone by the batch_invariance check
+    "invariance_tolerance": 1.0,  # mean absolute difference, 0-255 levels per channel
 }
 
 
@@ -147,6 +153,14 @@ class Settings:
     amqp_url: str  # ZIMAGE_AMQP_URL: RabbitMQ the intake reads, amqp://user:pass@host:5672/vhost ('' = no intake)
     intake_queue_prefix: str  # ZIMAGE_INTAKE_QUEUE_PREFIX: the intake's queues PREFIX.high, .normal, .low and PREFIX.dead
     intake_key_id: str  # ZIMAGE_INTAKE_KEY_ID: the API key that owns (and may read) the intake's tasks ('' = none)
+    # ---- GPU speed options and batch invariance ----
+    compile: str  # ZIMAGE_COMPILE: off | buckets (torch.compile the transformer blocks, prompt-length buckets) | dynamic (symbolic shapes)
+    attention_backend: str  # ZIMAGE_ATTENTION_BACKEND: diffusers attention backend (native = PyTorch SDPA; *_hub backends are refused)
+    cpu_offload: bool  # ZIMAGE_CPU_OFFLOAD: move each model to the GPU only while it runs (16-24 GB GPUs)
+    vae_tiling: bool  # ZIMAGE_VAE_TILING: decode images in tiles (less GPU memory)
+    fp8: str  # ZIMAGE_FP8: off | layerwise (fp8 weight storage, bf16 compute) | torchao (fp8 compute); changes pixels
+    invariance_sample: int  # ZIMAGE_INVARIANCE_SAMPLE: images per batch the batch_invariance check regenerates at batch size 1 (0 = off)
+    invariance_tolerance: float  # ZIMAGE_INVARIANCE_TOLERANCE: mean absolute pixel difference (0-255) allowed between batched and single
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -187,6 +201,7 @@ class Settings:
             **_quality_settings(env, model),
             **_scaleout_settings(env, gpu_pool),
             **_request_settings(env, model),
+            **_speed_settings(env),
         )
 
     def describe(self) -> dict[str, str]:
@@ -437,3 +452,31 @@ def _db_url(url: str) -> str:
         shown = re.sub(r"(://[^:/@]+):[^@/]+@", r"\1:***@", url)
         raise ValueError(f"ZIMAGE_DB_URL={shown!r}: use sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB")
     return url
+# ---- GPU speed options and batch invariance ----
+
+
+def _speed_settings(env: dict[str, str]) -> dict:
+    compile_mode = (env.get("ZIMAGE_COMPILE") or DEFAULTS["compile"]).strip().lower()
+    compile_mode = {"true": "buckets", "1": "buckets", "yes": "buckets", "on": "buckets", "false": "off", "0": "off", "no": "off"}.get(
+        compile_mode, compile_mode
+    )
+    if compile_mode not in ("off", "buckets", "dynamic"):
+        raise ValueError(f"ZIMAGE_COMPILE={env.get('ZIMAGE_COMPILE')!r}: use off, buckets or dynamic")
+    backend = (env.get("ZIMAGE_ATTENTION_BACKEND") or DEFAULTS["attention_backend"]).strip().lower()
+    if backend.endswith("_hub"):
+        raise ValueError(
+            f"ZIMAGE_ATTENTION_BACKEND={backend!r} downloads kernels from the Hugging Face Hub at run time, which this project "
+            "never does: use native (PyTorch SDPA) or an installed backend such as _native_cudnn, flash or sage"
+        )
+    tolerance = _non_negative_float(env, "ZIMAGE_INVARIANCE_TOLERANCE", DEFAULTS["invariance_tolerance"])
+    if tolerance > 255:
+        raise ValueError(f"ZIMAGE_INVARIANCE_TOLERANCE={env.get('ZIMAGE_INVARIANCE_TOLERANCE')!r} must be between 0 and 255")
+    return {
+        "compile": compile_mode,
+        "attention_backend": backend,
+        "cpu_offload": _flag(env, "ZIMAGE_CPU_OFFLOAD"),
+        "vae_tiling": _flag(env, "ZIMAGE_VAE_TILING"),
+        "fp8": _choice(env, "ZIMAGE_FP8", ("off", "layerwise", "torchao")),
+        "invariance_sample": _int(env, "ZIMAGE_INVARIANCE_SAMPLE", DEFAULTS["invariance_sample"], minimum=0),
+        "invariance_tolerance": tolerance,
+    }

@@ -1,18 +1,23 @@
 """catalog_coverage and sla_report: how much of the catalog has current images, and whether the SLA holds.
 
 Both read the project's tables (never Dagster's partitions), so they stay cheap at 500k SKUs, and
-both put their headline numbers in numeric metadata, which the Dagster UI plots over time.
+both put their headline numbers in numeric metadata, which the Dagster UI plots over time. The
+sla_report also says how many GPUs the observed arrival rate needs to hold the SLA
+(`sla_capacity_now`, the figure the monthly refresh quote uses too).
 """
 
 
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import dagster as dg
 
+from resources.generator import ZImageGenerator
 from resources.service_levels import ServiceLevels
 from resources.state_db import StateDB, utcnow
 from zimage_assets.assets.catalog import sku_catalog
+from zimage_assets.assets.images import product_images
+from zimage_assets.domain.capacity import Capacity, arrivals, sla_capacity, seconds_per_image
 from zimage_assets.domain.sla import attainment_by_day, overall_attainment, sla_delta, sla_status
 from zimage_assets.metadata import markdown_table
 
@@ -49,18 +54,23 @@ def catalog_coverage(context: dg.AssetExecutionContext, state_db: StateDB) -> dg
 
 
 @dg.asset(group_name="reports", deps=[catalog_coverage], kinds={"sql"})
-def sla_report(context: dg.AssetExecutionContext, state_db: StateDB, service_levels: ServiceLevels) -> dg.MaterializeResult:
-    """SLA attainment per day (batches with a deadline, last 30 days), the backlog now, throughput and cost."""
+def sla_report(
+    context: dg.AssetExecutionContext, state_db: StateDB, service_levels: ServiceLevels, generator: ZImageGenerator
+) -> dg.MaterializeResult:
+    """SLA attainment per day (batches with a deadline, last 30 days), the backlog now, throughput, cost
+    and the GPUs the arrival rate needs."""
     now = utcnow()
     sla = service_levels.sla_hours
-    days = attainment_by_day(state_db.batches_with_deadlines(now - timedelta(days=REPORT_DAYS)), now)
+    batches = state_db.batches_with_deadlines(now - timedelta(days=REPORT_DAYS))
+    days = attainment_by_day(batches, now)
+    capacity = sla_capacity_now(context.instance, state_db, service_levels, generator, now, batches)
     status = sla_status(state_db.sla_backlog(now - sla_delta(sla)), now, sla)
     last_day = state_db.receipt_stats(now - timedelta(hours=24))
     generated = last_day["images"] - last_day["cache_hits"]
     gpu_hours = last_day["gpu_seconds"] / 3600
     cost = gpu_hours * service_levels.gpu_hour_price
     attainment = overall_attainment(days)
-    context.log.info(f"SLA {sla:g} h: attainment {attainment}% over {REPORT_DAYS} days; now {status.describe()}")
+    context.log.info(f"SLA {sla:g} h: attainment {attainment}% over {REPORT_DAYS} days; now {status.describe()}; {capacity.describe()}")
     return dg.MaterializeResult(
         metadata={
             "sla_hours": dg.MetadataValue.float(sla),
@@ -76,6 +86,14 @@ def sla_report(context: dg.AssetExecutionContext, state_db: StateDB, service_lev
             "gpu_hours_24h": dg.MetadataValue.float(round(gpu_hours, 6)),
             "cost_24h": dg.MetadataValue.float(round(cost, 6)),
             "cost_per_1000_images": dg.MetadataValue.float(round(1000 * cost / last_day["images"], 6) if last_day["images"] else 0.0),
+            "gpus_needed": capacity.gpus_needed,
+            "gpus_available": capacity.gpus_available,
+            "enough_gpus": capacity.enough,
+            "arrival_images_per_hour_24h": dg.MetadataValue.float(capacity.images_per_hour),
+            "peak_images_per_sla_window": capacity.peak_images,
+            "seconds_per_image": dg.MetadataValue.float(capacity.seconds_per_image),
+            "seconds_source": capacity.seconds_source,
+            "capacity": capacity.describe(),
             "by_day": dg.MetadataValue.md(
                 markdown_table(list(reversed(days)), ["day", "batches", "skus", "met", "late", "missed", "open", "attainment_pct"])
             ),
@@ -92,3 +110,27 @@ def _today(days: list[dict], now) -> float:
     today = now.strftime("%Y-%m-%d")
     row = next((d for d in days if d["day"] == today), None)
     return row["attainment_pct"] if row and row["attainment_pct"] is not None else 100.0
+
+
+def gpu_count(instance: dg.DagsterInstance, pool: str) -> int:
+    """GPUs of a pool = its concurrency limit (dagster.yaml default, or `dagster instance concurrency set`)."""
+    limits = {p.name: p.limit for p in instance.event_log_storage.get_pool_limits()}
+    return max(1, int(limits.get(pool) or instance.global_op_concurrency_default_limit or 1))
+
+
+def sla_capacity_now(
+    instance: dg.DagsterInstance, state_db: StateDB, service_levels: ServiceLevels, generator: ZImageGenerator, now: datetime,
+    batches: list[dict] | None = None,
+) -> Capacity:
+    """GPUs the last 24 h of new-SKU arrivals need to hold the SLA, at the model's measured seconds per image."""
+    model = generator.model_info()  # names the model; loads no weights
+    measured, measured_images = state_db.measured_seconds_per_image(model.model_id, model.revision)
+    if batches is None:
+        batches = state_db.batches_with_deadlines(now - timedelta(days=REPORT_DAYS))
+    return sla_capacity(
+        arrivals(batches),
+        now=now,
+        sla_hours=service_levels.sla_hours,
+        seconds=seconds_per_image(measured, measured_images, service_levels.seconds_per_image),
+        gpus_available=gpu_count(instance, product_images.op.pool or ""),
+    )

@@ -48,12 +48,12 @@ def gate_check_result(summary: dict, gate: str, max_block_share: float, extra: d
     return dg.AssetCheckResult(passed=passed, severity=severity, description=description, metadata=metadata)
 
 
-def partitioned_check(**kwargs):
+def partitioned_check(blocking: bool = True, **kwargs):
     """`asset_check` per batch partition (partitioned checks are a Dagster preview feature: its
     warning is silenced here, one partition per run is what this project does)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        decorator = dg.asset_check(partitions_def=batch_partitions, blocking=True, **kwargs)
+        decorator = dg.asset_check(partitions_def=batch_partitions, blocking=blocking, **kwargs)
 
     def wrap(fn):
         with warnings.catch_warnings():

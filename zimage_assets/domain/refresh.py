@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping, Sequence
 
+from zimage_assets.domain.capacity import gpus_for, seconds_per_image
 from zimage_assets.domain.timestamps import iso_z
 
 REASONS = ("content_changed", "template_changed", "model_changed", "too_old")
@@ -64,6 +65,8 @@ class Quote:
     price_per_gpu_hour: float
     cost: float
     gpus: int
+    arrival_images_per_hour: float  # new-SKU work the same GPUs must also do (domain/capacity.py)
+    gpus_needed: int  # GPUs that finish this refresh and the arrivals by the month's end
     starts_at: datetime
     finishes_at: datetime
     month_end: datetime
@@ -84,7 +87,8 @@ class Quote:
             f"{self.month}: {self.skus_due} SKUs due, {self.images} images, {self.gpu_hours:,.2f} GPU-hours at "
             f"{self.seconds_per_image:.3f} s/image ({self.seconds_source}), cost {self.cost:,.2f} at "
             f"{self.price_per_gpu_hour:,.2f} per GPU-hour{cap}; on {self.gpus} GPU(s) done by "
-            f"{iso_z(self.finishes_at, 'minutes')} ({'within' if self.fits_in_month else 'AFTER'} the month)"
+            f"{iso_z(self.finishes_at, 'minutes')} ({'within' if self.fits_in_month else 'AFTER'} the month); "
+            f"{self.gpus_needed} GPU(s) needed for it beside {self.arrival_images_per_hour:,.1f} new images/h"
         )
 
 
@@ -100,16 +104,17 @@ def build_quote(
     gpus: int,
     now: datetime,
     budget: float = 0.0,
+    arrival_images_per_hour: float = 0.0,
 ) -> Quote:
     """Images = each due SKU's views under the current templates (an upper bound: shared specs and
-    cache hits make fewer). Seconds per image are measured from receipts when there are any."""
+    cache hits make fewer). Seconds per image are measured from receipts when there are any (the
+    same figure as the sla_report's capacity). `gpus_needed` counts the GPUs that make the refresh
+    and the new-SKU arrivals of the rest of the month in the hours left."""
     if gpus < 1:
         raise ValueError(f"gpus must be at least 1, got {gpus}")
     images = sum(len(views_for_category(row["category"])) for row in due)
-    if measured_seconds:
-        seconds, source = measured_seconds, f"measured over {measured_images} images"
-    else:
-        seconds, source = fallback_seconds, "configured (ZIMAGE_SECONDS_PER_IMAGE)"
+    figure = seconds_per_image(measured_seconds, measured_images, fallback_seconds)
+    seconds, source = figure.seconds, figure.source
     gpu_hours = images * seconds / 3600
     cost = gpu_hours * price_per_gpu_hour
     start, month_end = month_bounds(month)
@@ -117,6 +122,7 @@ def build_quote(
     finishes_at = starts_at + timedelta(hours=gpu_hours / gpus)
     hours_left = max((month_end - starts_at).total_seconds() / 3600, 0.0)
     share = 100.0 * gpu_hours / (gpus * hours_left) if hours_left else float("inf") if gpu_hours else 0.0
+    needed = gpus_for(images + arrival_images_per_hour * hours_left, hours_left, seconds) if hours_left else 0
     return Quote(
         month=month,
         skus_due=len(due),
@@ -128,6 +134,8 @@ def build_quote(
         price_per_gpu_hour=price_per_gpu_hour,
         cost=round(cost, 2),
         gpus=gpus,
+        arrival_images_per_hour=round(arrival_images_per_hour, 3),
+        gpus_needed=needed,
         starts_at=starts_at,
         finishes_at=finishes_at,
         month_end=month_end,
