@@ -120,7 +120,7 @@ def result_cache_from_url(url: str, embedded_path: str, *, settings: Settings | 
 
 
 def quality_gates_from_settings(settings: Settings) -> QualityGates:
-    """The gates as configured by ZIMAGE_* variables (see zimage_assets/settings.py)."""
+    """The gates as configured by ZIMAGE_* variables (see zimage_assets/settings/)."""
     return QualityGates(
         quality_mode=settings.quality_mode,
         view_profiles=settings.view_profiles,

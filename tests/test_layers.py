@@ -37,7 +37,7 @@ SETTINGS = "zimage_assets.settings"
 def layer_of(module: str) -> str:
     if module in FACE:
         return "face"
-    if module == SETTINGS:
+    if module == SETTINGS or module.startswith(SETTINGS + "."):
         return "settings"
     top = module.split(".")[0]
     if top in ("resources", "jobs", "sensors"):
@@ -149,12 +149,12 @@ def violations(root: Path) -> list[str]:
                 graph.setdefault(module, set()).add(target)
             if _forbidden(target, NEVER.get(layer, set())):
                 problems.append(f"{rel}:{line}: {layer} imports {target} ({layer_of(target) if target.split('.')[0] in PROJECT_PACKAGES else 'dagster'})")
-            if layer == "resources" and module != "resources" and target == SETTINGS:
+            if layer == "resources" and module != "resources" and layer_of(target) == "settings":
                 names = _imported_names(path, SETTINGS)
                 if names & {"Settings", "definition_settings"}:
                     problems.append(f"{rel}:{line}: only resources/__init__.py turns Settings into resources")
         if "Settings.from_env(" in source and layer not in ("face", "settings"):
-            problems.append(f"{rel}: calls Settings.from_env() (only settings.py and the command entry points may)")
+            problems.append(f"{rel}: calls Settings.from_env() (only zimage_assets/settings/ and the command entry points may)")
     for group in _cycles(graph):
         problems.append("import loop: " + " -> ".join(group))
     return problems
