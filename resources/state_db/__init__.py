@@ -15,6 +15,7 @@ new state, never half of a write.
 - `service_levels.py`  SLA backlog and deadlines, coverage, refresh candidates, retention
 - `webhooks.py`        the webhook outbox and its attempts
 - `run_metrics.py`     one row per generation run, totals for Prometheus, receipt stats
+- `photos.py`          photo references per SKU, fetch records, cut-outs, item sources, image provenance
 
 Business rules (what a reviewer's decision does, never rolling a SKU back) are pure functions in
 `zimage_assets/domain/review.py`; the topic files only fetch the facts and write the outcome.
@@ -31,6 +32,7 @@ from resources.state_db.batches import BatchState
 from resources.state_db.catalog import CatalogState
 from resources.state_db.engine import OPEN_BATCH_STATUSES, dispose_engines, engine_for, sqlalchemy_url, utcnow
 from resources.state_db.images import ImageState
+from resources.state_db.photos import PhotoState
 from resources.state_db.review import ReviewState
 from resources.state_db.run_metrics import RunMetricState
 from resources.state_db.service_levels import ServiceLevelState
@@ -47,6 +49,7 @@ class StateDB(
     ServiceLevelState,
     WebhookState,
     RunMetricState,
+    PhotoState,
     ConfigurableResource,
 ):
     """SKUs, batches, prompts, receipts, verdicts and current images."""
