@@ -30,9 +30,11 @@ def _run_with_checks(project: Project, batch_id: str, raise_on_error: bool = Tru
     from zimage_assets.assets.images import product_images
     from zimage_assets.assets.prompts import product_prompts
     from zimage_assets.assets.publish import published_images
+    from zimage_assets.assets.source_photos import source_photos
     from zimage_assets.checks import QUALITY_CHECKS
 
-    return project.generate(batch_id, assets=[product_prompts, product_images, published_images, *QUALITY_CHECKS], raise_on_error=raise_on_error)
+    return project.generate(batch_id, assets=[product_prompts, source_photos, product_images, published_images, *QUALITY_CHECKS],
+                            raise_on_error=raise_on_error)
 
 
 def _check_results(result) -> dict:

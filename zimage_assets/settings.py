@@ -22,6 +22,7 @@ from zimage_assets.domain.prompt_safety import DEFAULT_MAX_CHARS
 PACKAGE_DIR = Path(__file__).resolve().parent
 SAMPLE_CATALOG = PACKAGE_DIR / "sample_data" / "products.csv"
 DEFAULT_TEMPLATES = PACKAGE_DIR / "templates" / "default.yaml"
+SAMPLE_MEDIA = PACKAGE_DIR / "sample_data" / "media"  # the sample catalog's photos (a few of them)
 
 DEFAULTS: dict = {
     "model": "tiny",  # the offline random-weight Z-Image: tests and the demo
@@ -46,6 +47,12 @@ DEFAULTS: dict = {
     # including bare-chested male models in sportswear, stay below the REVIEW threshold.
     "nsfw_review_threshold": 0.6,
     "nsfw_block_threshold": 0.85,
+    # photo-first
+    "media_max_bytes": 25 * 1024 * 1024,
+    "media_timeout_seconds": 15.0,
+    "media_max_attempts": 3,
+    "segmenter": "default",  # the weight-free border / GrabCut cut-out
+    "mask_min_confidence": 0.6,  # benchmarks/bench_photos.py: studio photos >= 0.9, busy backgrounds <= 0.45
 }
 
 
@@ -102,6 +109,16 @@ class Settings:
     safety_terms_dir: str  # ZIMAGE_SAFETY_TERMS_DIR: folder of extra term lists (*.txt) added to the built-in ones
     nsfw_review_threshold: float  # ZIMAGE_NSFW_REVIEW: NSFW score from which an image goes to REVIEW
     nsfw_block_threshold: float  # ZIMAGE_NSFW_BLOCK: NSFW score from which an image is BLOCKed
+    # ---- photo-first: the merchant's photos ----
+    media_root: str  # ZIMAGE_MEDIA_ROOT: folder, s3://bucket/prefix or https:// base URL relative photo references resolve under
+    media_allowed_hosts: tuple  # ZIMAGE_MEDIA_ALLOWED_HOSTS: hosts absolute photo URLs may name ('.example.com' = subdomains too)
+    media_private_hosts: tuple  # ZIMAGE_MEDIA_PRIVATE_HOSTS: of those, hosts allowed to resolve to loopback / private addresses
+    media_max_bytes: int  # ZIMAGE_MEDIA_MAX_BYTES: larger source photos are refused
+    media_timeout_seconds: float  # ZIMAGE_MEDIA_TIMEOUT_SECONDS: per attempt to fetch one photo
+    media_max_attempts: int  # ZIMAGE_MEDIA_MAX_ATTEMPTS: tries per photo for failures that may pass (timeouts, 5xx)
+    segmenter: str  # ZIMAGE_SEGMENTER: default (weight-free cut-out) or onnx:/path/model.onnx
+    mask_min_confidence: float  # ZIMAGE_MASK_MIN_CONFIDENCE: cut-outs less sure than this go to REVIEW (text fallback)
+    illustrative_review: bool  # ZIMAGE_ILLUSTRATIVE_REVIEW: text-to-image images (no real product) go to REVIEW
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -139,6 +156,7 @@ class Settings:
             gpu_hour_price_usd=_non_negative_float(env, "ZIMAGE_GPU_HOUR_PRICE_USD", DEFAULTS["gpu_hour_price_usd"]),
             **_operations_settings(env),
             **_quality_settings(env, model),
+            **_photo_settings(env),
         )
 
     def describe(self) -> dict[str, str]:
@@ -294,4 +312,39 @@ def _quality_settings(env: dict[str, str], model: str) -> dict:
         "safety_terms_dir": env.get("ZIMAGE_SAFETY_TERMS_DIR") or "",
         "nsfw_review_threshold": shares["ZIMAGE_NSFW_REVIEW"],
         "nsfw_block_threshold": shares["ZIMAGE_NSFW_BLOCK"],
+    }
+
+
+# ---- photo-first: the merchant's photos ----
+
+
+def _photo_settings(env: dict[str, str]) -> dict:
+    from zimage_assets.domain.media_refs import MediaRoot
+
+    catalog = env.get("ZIMAGE_CATALOG_SOURCE") or str(SAMPLE_CATALOG)
+    # The bundled sample ships a few of its photos; any other catalog names its own media root.
+    default_root = str(SAMPLE_MEDIA) if catalog == str(SAMPLE_CATALOG) else ""
+    root = env.get("ZIMAGE_MEDIA_ROOT", default_root).strip()
+    MediaRoot.parse(root)  # a malformed root fails here, naming the variable
+    hosts = lambda name: tuple(h.strip().lower() for h in (env.get(name) or "").split(",") if h.strip())  # noqa: E731
+    timeout = _non_negative_float(env, "ZIMAGE_MEDIA_TIMEOUT_SECONDS", DEFAULTS["media_timeout_seconds"])
+    if timeout == 0:
+        raise ValueError("ZIMAGE_MEDIA_TIMEOUT_SECONDS must be more than 0")
+    confidence = _non_negative_float(env, "ZIMAGE_MASK_MIN_CONFIDENCE", DEFAULTS["mask_min_confidence"])
+    if confidence > 1:
+        raise ValueError("ZIMAGE_MASK_MIN_CONFIDENCE must be between 0 and 1")
+    segmenter = env.get("ZIMAGE_SEGMENTER") or DEFAULTS["segmenter"]
+    if segmenter != "default" and not segmenter.startswith("onnx:"):
+        raise ValueError(f"ZIMAGE_SEGMENTER={segmenter!r}: use default or onnx:/path/to/model.onnx")
+    review = env.get("ZIMAGE_ILLUSTRATIVE_REVIEW")
+    return {
+        "media_root": root,
+        "media_allowed_hosts": hosts("ZIMAGE_MEDIA_ALLOWED_HOSTS"),
+        "media_private_hosts": hosts("ZIMAGE_MEDIA_PRIVATE_HOSTS"),
+        "media_max_bytes": _int(env, "ZIMAGE_MEDIA_MAX_BYTES", DEFAULTS["media_max_bytes"]),
+        "media_timeout_seconds": timeout,
+        "media_max_attempts": _int(env, "ZIMAGE_MEDIA_MAX_ATTEMPTS", DEFAULTS["media_max_attempts"]),
+        "segmenter": segmenter,
+        "mask_min_confidence": confidence,
+        "illustrative_review": True if review in (None, "") else _flag(env, "ZIMAGE_ILLUSTRATIVE_REVIEW"),
     }

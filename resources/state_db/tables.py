@@ -356,6 +356,7 @@ item_sources = Table(
     Column("sha256", String(64), nullable=False),
     Column("mask_method", String(128), nullable=False),
     Column("mask_version", String(64), nullable=False),
+    Column("placement", Text, nullable=False),  # JSON: the view's placement request (fill, position, shadow)
     Column("reason", Text, nullable=False),  # why it fell back to text ('' when it did not)
 )
 

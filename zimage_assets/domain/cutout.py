@@ -74,7 +74,7 @@ def _distance(rgb: np.ndarray, colour: np.ndarray) -> np.ndarray:
     return np.abs(rgb.astype(np.int16) - colour.astype(np.int16)).max(axis=2).astype(np.uint8)
 
 
-def _touches(mask: np.ndarray, share: float = 0.02) -> list[str]:
+def sides_touched(mask: np.ndarray, share: float = 0.02) -> list[str]:
     """Sides of the frame where the mask covers more than `share` of the outermost rows/columns."""
     strip = max(1, round(0.004 * min(mask.shape)))
     parts = {"top": mask[:strip], "bottom": mask[-strip:], "left": mask[:, :strip], "right": mask[:, -strip:]}
@@ -144,7 +144,7 @@ def cut_out(rgb: np.ndarray) -> Cutout:
 
     # 5. Confidence.
     hard = alpha8 > 127
-    touches = _touches(hard)
+    touches = sides_touched(hard)
     fill = float(hard.mean())
     border_clean = float((border_dist <= low).mean())
     confidence = 1.0
@@ -184,7 +184,7 @@ def from_alpha(rgba: np.ndarray) -> Cutout:
     alpha = rgba[:, :, 3]
     if int((alpha > 127).sum()) < max(16, 0.001 * alpha.size):
         raise CutoutError("empty_alpha", "the image is (almost) fully transparent")
-    return _crop(rgba.copy(), _touches(alpha > 127), 1.0, ALPHA_METHOD, ALPHA_VERSION, [], {"fill": round(float((alpha > 127).mean()), 4)})
+    return _crop(rgba.copy(), sides_touched(alpha > 127), 1.0, ALPHA_METHOD, ALPHA_VERSION, [], {"fill": round(float((alpha > 127).mean()), 4)})
 
 
 def from_mask(rgb: np.ndarray, alpha: np.ndarray, *, method: str, version: str, confidence: float, reasons: list[str]) -> Cutout:
@@ -192,7 +192,7 @@ def from_mask(rgb: np.ndarray, alpha: np.ndarray, *, method: str, version: str, 
     if int((alpha > 127).sum()) < max(16, 0.002 * alpha.size):
         raise CutoutError("no_product_found", "the segmentation model found no product")
     rgba = np.dstack([rgb, alpha]).astype(np.uint8)
-    return _crop(rgba, _touches(alpha > 127), confidence, method, version, reasons, {"fill": round(float((alpha > 127).mean()), 4)})
+    return _crop(rgba, sides_touched(alpha > 127), confidence, method, version, reasons, {"fill": round(float((alpha > 127).mean()), 4)})
 
 
 def _crop(rgba: np.ndarray, touches: list[str], confidence: float, method: str, version: str, reasons: list[str], scores: dict) -> Cutout:

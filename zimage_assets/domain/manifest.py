@@ -1,4 +1,9 @@
-"""The per-batch manifest of published images, as CSV and JSON bytes."""
+"""The per-batch manifest of published images, as CSV and JSON bytes.
+
+Besides where each image is and what made it, every row says how it was made: `mode` (photo,
+scene, text), `generated` (a model made some of its pixels: the EU AI Act's transparency duty),
+`illustrative` (the product itself is generated, text-to-image) and the source photo it shows.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ import io
 import json
 from typing import Mapping, Sequence
 
-MANIFEST_COLUMNS = ["sku", "view", "url", "key", "width", "height", "spec_hash", "sha256", "seed", "model_id"]
+MANIFEST_COLUMNS = ["sku", "view", "url", "key", "width", "height", "spec_hash", "sha256", "seed", "model_id",
+                    "mode", "generated", "illustrative", "source_photo", "source_sha256"]
 
 
 def manifest_csv(rows: Sequence[Mapping]) -> bytes:

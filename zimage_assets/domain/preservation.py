@@ -29,7 +29,6 @@ MAX_ABS_DIFF = 2  # 0-1 after resampling and rounding; more means the pixels wer
 MIN_SSIM = 0.99
 MAX_CENTRE_OFFSET = 0.05  # share of the frame the box centre may be off the frame's centre
 ERODE_PX = 2
-CODES = frozenset({"product_altered", "product_off_centre", "illustrative", "photo_fallback", "photo_converted"})
 
 
 def product_region(layer: np.ndarray) -> np.ndarray:
@@ -39,9 +38,11 @@ def product_region(layer: np.ndarray) -> np.ndarray:
 
 
 def masked_ssim(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float:
-    """Mean SSIM (Gaussian window, sigma 1.5, on luminance) over the pixels of `region`."""
+    """Mean SSIM (Gaussian window, sigma 1.5, on luminance) over the pixels of `region`; outside it
+    `a` is taken as `b`, so a window at the region's edge compares only the region's pixels."""
     if not region.any():
         return float("nan")
+    a = np.where(region[:, :, None], a, b)  # only the region's pixels may differ: the window sees nothing else
     ys, xs = np.nonzero(region)
     y0, y1, x0, x1 = max(0, ys.min() - 8), ys.max() + 9, max(0, xs.min() - 8), xs.max() + 9
     ga = cv2.cvtColor(a[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY).astype(np.float64)
