@@ -233,6 +233,8 @@ class PhotoSource(ConfigurableResource):
             headers["If-None-Match" if validator.startswith(('"', "W/")) else "If-Modified-Since"] = validator
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         try:
+            conn.connect()
+            sock = conn.sock  # the response may take it over; its timeout is what bounds a trickle
             conn.request("GET", path, headers=headers)
             response = conn.getresponse()
             found = {k.lower(): v for k, v in response.getheaders()}
@@ -245,8 +247,9 @@ class PhotoSource(ConfigurableResource):
             while True:
                 if time.monotonic() > deadline:
                     raise _Retry("photo_timeout", f"{url} took longer than {self.timeout_seconds:g}s")
-                conn.sock.settimeout(max(0.05, deadline - time.monotonic()))
-                chunk = response.read(_CHUNK)
+                if sock.fileno() != -1:  # closed once the whole body has arrived
+                    sock.settimeout(max(0.05, deadline - time.monotonic()))
+                chunk = response.read1(_CHUNK)
                 if not chunk:
                     break
                 size += len(chunk)
