@@ -79,7 +79,7 @@ def build_resources(settings: Settings) -> dict:
             s3=s3,
             s3_addressing_style=settings.s3_addressing_style,
         ),
-        "segmenter": Segmenter(spec=settings.segmenter, min_confidence=settings.mask_min_confidence),
+        "segmenter": segmenter_from_settings(settings),
     }
 
 
@@ -121,6 +121,11 @@ def result_cache_from_url(url: str, embedded_path: str, *, settings: Settings | 
             options["key_prefix"] = settings.cache_key_prefix
         return RedisCache(url=url, **options)
     raise ValueError(f"ZIMAGE_CACHE_URL={url!r}: use 'embedded' or a redis:// URL")
+
+
+def segmenter_from_settings(settings: Settings) -> Segmenter:
+    """The cut-out method as configured by ZIMAGE_SEGMENTER and ZIMAGE_MASK_MIN_CONFIDENCE."""
+    return Segmenter(spec=settings.segmenter, min_confidence=settings.mask_min_confidence)
 
 
 def quality_gates_from_settings(settings: Settings) -> QualityGates:

@@ -72,9 +72,10 @@ class QualityGates(ConfigurableResource):
 
     # ---- images made from the merchant's photo ----
 
-    def assess_composite(self, data: bytes, *, view: str, mode: str, expected_size, cutout_rgba: np.ndarray, placement, notes=()) -> gates.ImageResult:
+    def assess_composite(self, data: bytes, *, view: str | None, mode: str, expected_size, cutout_rgba: np.ndarray, placement, notes=(),
+                         profile: str | None = None) -> gates.ImageResult:
         """The gates of a photo or scene image, with the product-preservation gate (domain/photo_gates.py)."""
         return photo_gates.evaluate_composite(
-            data, mode=mode, profile=self.profile_for(view), quality_mode=self.quality_mode, nsfw=self.image_safety.assess,
+            data, mode=mode, profile=self.profile_for(view, profile), quality_mode=self.quality_mode, nsfw=self.image_safety.assess,
             expected_size=expected_size, cutout_rgba=cutout_rgba, placement=placement, notes=notes,
         )

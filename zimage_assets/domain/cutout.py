@@ -3,8 +3,9 @@
 `cut_out(rgb)` is the default segmenter (method `border-grabcut`), for photos on a light, uniform
 background, as most catalog photos are:
 
-1. Background: the median colour of a strip along the border; how far each pixel is from it
-   (max channel difference) is the distance map.
+1. Background: a smooth surface (a quadratic in x and y per channel, fitted robustly to a strip
+   along the border, so gradients and vignetting count as background); how far each pixel is from
+   it (max channel difference) is the distance map.
 2. The border-connected region of near-background pixels is the background seed (pixels far from
    the border that merely look like the background, such as a white logo, are not).
 3. OpenCV GrabCut refines that split at a working size (sure background, probable background,
@@ -74,6 +75,38 @@ def _distance(rgb: np.ndarray, colour: np.ndarray) -> np.ndarray:
     return np.abs(rgb.astype(np.int16) - colour.astype(np.int16)).max(axis=2).astype(np.uint8)
 
 
+def _terms(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    return np.stack([np.ones_like(xs), xs, ys, xs * xs, ys * ys, xs * ys], axis=1)
+
+
+def background_surface(rgb: np.ndarray, strip: int) -> tuple[np.ndarray, np.ndarray]:
+    """(h x w x 3 float32 background estimate, residuals of the border pixels that fit it).
+
+    A quadratic per channel fitted to the border strip's pixels near its median colour, then once
+    more to those near the first fit (the product where it runs into the frame is left out)."""
+    h, w = rgb.shape[:2]
+    mask = np.zeros((h, w), bool)
+    mask[:strip], mask[-strip:], mask[:, :strip], mask[:, -strip:] = True, True, True, True
+    ys, xs = np.nonzero(mask)
+    step = max(1, len(ys) // 20000)
+    ys, xs = ys[::step], xs[::step]
+    colours = rgb[ys, xs].astype(np.float64)
+    terms = _terms(xs / max(1, w - 1) - 0.5, ys / max(1, h - 1) - 0.5)
+    residual = np.abs(colours - np.median(colours, axis=0)).max(axis=1)
+    keep = residual <= 30
+    if keep.sum() < 50:
+        keep = np.ones(len(ys), bool)
+    for _ in range(2):
+        coef, *_ = np.linalg.lstsq(terms[keep], colours[keep], rcond=None)
+        residual = np.abs(colours - terms @ coef).max(axis=1)
+        keep = residual <= max(8.0, 3.0 * float(np.median(residual[keep])) + 6.0)
+    x = (np.arange(w, dtype=np.float32) / max(1, w - 1) - 0.5)[None, :]
+    y = (np.arange(h, dtype=np.float32) / max(1, h - 1) - 0.5)[:, None]
+    c = coef.astype(np.float32)
+    surface = np.stack([c[0, k] + c[1, k] * x + c[2, k] * y + c[3, k] * x * x + c[4, k] * y * y + c[5, k] * x * y for k in range(3)], axis=2)
+    return np.clip(surface, 0, 255), residual[keep]
+
+
 def sides_touched(mask: np.ndarray, share: float = 0.02) -> list[str]:
     """Sides of the frame where the mask covers more than `share` of the outermost rows/columns."""
     strip = max(1, round(0.004 * min(mask.shape)))
@@ -85,14 +118,13 @@ def cut_out(rgb: np.ndarray) -> Cutout:
     """The default segmenter (see the module docstring); raises CutoutError when nothing is found."""
     h, w = rgb.shape[:2]
     strip = max(2, round(0.015 * min(h, w)))
-    border = _border_pixels(rgb, strip)
-    background = np.median(border, axis=0).astype(np.uint8)
-    border_dist = np.abs(border.astype(np.int16) - background.astype(np.int16)).max(axis=1)
-    near_border = border_dist[border_dist < 48]  # the border's background part (the product may run into it)
-    noise = float(np.quantile(near_border, 0.75)) if len(near_border) else 48.0
+    surface, fitted = background_surface(rgb, strip)
+    background = np.median(surface.reshape(-1, 3), axis=0).astype(np.uint8)
+    dist = np.clip(np.abs(rgb.astype(np.float32) - surface).max(axis=2), 0, 255).astype(np.uint8)
+    border_dist = _border_pixels(dist[:, :, None].repeat(3, axis=2), strip)[:, 0].astype(np.int16)
+    noise = float(np.quantile(fitted, 0.75)) if len(fitted) else 48.0
     low = int(np.clip(3 * noise + 6, 8, 40))  # distance up to which a pixel is background
     high = low + 24  # from which it is product
-    dist = _distance(rgb, background)
     reasons: list[str] = []
 
     # 2. The border-connected near-background region.
@@ -172,7 +204,7 @@ def cut_out(rgb: np.ndarray) -> Cutout:
         confidence = min(confidence, 0.4)
         reasons.append(f"the background is textured (spread {texture:.1f})")
 
-    rgba = _decontaminated_rgba(rgb, alpha8, background)
+    rgba = _decontaminated_rgba(rgb, alpha8, surface)
     return _crop(rgba, touches, confidence, METHOD, VERSION, reasons, {
         "background": [int(v) for v in background], "border_clean": round(border_clean, 4), "fill": round(fill, 4),
         "grabcut_agreement": round(agreement, 4), "background_texture": round(texture, 2), "threshold": low, "border_noise": noise,
@@ -205,13 +237,14 @@ def _crop(rgba: np.ndarray, touches: list[str], confidence: float, method: str, 
 
 
 def _decontaminated_rgba(rgb: np.ndarray, alpha8: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """`background`: the h x w x 3 background estimate."""
     """Where alpha is partial, the product's own colour: F = (C - (1 - a) B) / a."""
     out = np.dstack([rgb, alpha8]).astype(np.uint8)
     partial = (alpha8 > 0) & (alpha8 < 255)
     if partial.any():
         a = alpha8[partial].astype(np.float32)[:, None] / 255.0
         colour = rgb[partial].astype(np.float32)
-        fg = (colour - (1.0 - a) * background.astype(np.float32)) / np.maximum(a, 0.05)
+        fg = (colour - (1.0 - a) * background[partial]) / np.maximum(a, 0.05)
         out[partial, :3] = np.clip(np.round(fg), 0, 255).astype(np.uint8)
     return out
 
