@@ -97,7 +97,7 @@ class PhotoMaker:
     def source_keys(self, photo_records: dict) -> dict[str, str]:
         """SKU -> storage key of the first source photo its items use (for the contact sheet)."""
         out = {}
-        for (sku, _), source in sorted(self.sources.items()):
+        for (sku, _), source in sorted(self.sources.items(), key=lambda kv: (kv[0][0], kv[1]["role"] != "main", kv[0][1] != "front", kv[0][1])):
             if source["mode"] != "text" and sku not in out and (sku, source["ref"]) in photo_records:
                 out[sku] = photo_records[(sku, source["ref"])]["storage_key"]
         return out

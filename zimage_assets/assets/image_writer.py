@@ -17,11 +17,12 @@ from resources.image_store import ImageStore, StoreError
 from resources.state_db import StateDB, utcnow
 from zimage_assets.domain.contact_sheet import markdown_image, product_sheet
 from zimage_assets.domain.encoding import to_jpeg, to_png
-from zimage_assets.domain.specs import receipt_fields
+from zimage_assets.domain.specs import receipt_fields, spec_mode
 from zimage_assets.domain.storage_keys import batch_file_key
 
 CONTACT_SHEET_MAX = 64
 THUMB = 128
+_MODE_ORDER = {"photo": 0, "scene": 1, "text": 2}  # a row: source | main image | other photos | scenes | text images
 
 
 class BatchWriter:
@@ -33,6 +34,7 @@ class BatchWriter:
         self.provenance = provenance  # (spec, (sku, view)) -> provenance row
         self.generated = 0
         self.thumbnails: dict[tuple[str, str], Image.Image] = {}
+        self.modes: dict[tuple[str, str], str] = {}
 
     def store_image(self, image, seconds: float) -> dict:
         stored = self.store.put_content_addressed(to_png(image))
@@ -61,6 +63,7 @@ class BatchWriter:
         data = to_png(image) if image is not None else self.store.get(stored["storage_key"])
         shown = self.judge.judge(keys, {key: attempts[key] for key in keys}, data, stored["storage_key"], spec)
         for key in keys:
+            self.modes[key] = spec_mode(spec)
             self._keep_thumbnail(key, shown)
 
     def resume(self, key: tuple[str, str], attempt: int, receipt: dict, verdict: dict | None, spec) -> None:
@@ -70,6 +73,7 @@ class BatchWriter:
             shown = self.judge.judge([key], {key: attempt}, data, receipt["storage_key"], spec, expected=(receipt["width"], receipt["height"]))
         else:
             shown = self.judge.remember(key, attempt, verdict, data)
+        self.modes[key] = spec_mode(spec) if spec is not None else "text"
         self._keep_thumbnail(key, shown)
 
     def _keep_thumbnail(self, key: tuple[str, str], image: Image.Image) -> None:
@@ -81,7 +85,8 @@ class BatchWriter:
     def contact_sheet(self, source_keys: dict[str, str]) -> tuple[str, str]:
         """One row per SKU: its source photo (when it has one) | its images, view by view."""
         rows: dict[str, list] = {}
-        for (sku, view), image in sorted(self.thumbnails.items()):
+        order = lambda item: (item[0][0], item[0][1] != "front", _MODE_ORDER.get(self.modes.get(item[0], "text"), 2), item[0][1])  # noqa: E731
+        for (sku, view), image in sorted(self.thumbnails.items(), key=order):
             if sku not in rows:
                 rows[sku] = []
                 source = _load(self.store, source_keys.get(sku, ""))
