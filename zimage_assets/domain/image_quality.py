@@ -87,21 +87,8 @@ def load_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> LoadedImage:
     """
     if not data:
         raise ImageLoadError("empty_file", "the file is empty (0 bytes)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ImageLoadError("image_too_large", f"{width}x{height} is more than {max_pixels:,} pixels; not decoded")
-            image.load()
-    except ImageLoadError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageLoadError("image_too_large", f"decompression bomb refused: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - PIL raises many types for bad data
-        kind = "truncated_image" if "truncated" in str(exc).lower() else "unreadable_image"
-        raise ImageLoadError(kind, f"cannot decode the image: {type(exc).__name__}: {exc}") from None
+    image = open_image(data, max_pixels=max_pixels)
+    width, height = image.size
     info: dict[str, Any] = {"format": image.format or "", "mode": image.mode, "width": width, "height": height}
     quality = jpeg_file_quality(image)
     if quality is not None:
@@ -115,6 +102,27 @@ def load_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> LoadedImage:
         info["alpha_flattened"] = True
     info["width"], info["height"] = rgb.shape[1], rgb.shape[0]
     return LoadedImage(rgb=rgb, info=info)
+
+
+def open_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open and decode (the first frame of) an image, refusing bombs from the header before decoding;
+    ImageLoadError `image_too_large`, `truncated_image` or `unreadable_image` otherwise."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageLoadError("image_too_large", f"{width}x{height} is more than {max_pixels:,} pixels; not decoded")
+            image.load()
+            return image
+    except ImageLoadError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageLoadError("image_too_large", f"decompression bomb refused: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types for bad data
+        kind = "truncated_image" if "truncated" in str(exc).lower() or "broken data stream" in str(exc).lower() else "unreadable_image"
+        raise ImageLoadError(kind, f"cannot decode the image: {type(exc).__name__}: {exc}") from None
 
 
 def _to_rgb8(image: Image.Image) -> tuple[np.ndarray, bool]:

@@ -19,12 +19,12 @@ notes; `PhotoRefused` carries a reason code and a human detail.
 
 from __future__ import annotations
 
-import io
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from zimage_assets.domain.image_quality import ImageLoadError, open_image
 
 MAX_PIXELS = 50_000_000  # about 7000 x 7000: more is refused before decoding (decompression bombs)
 MIN_SIDE = 64
@@ -65,25 +65,16 @@ def decode_photo(data: bytes, *, max_pixels: int = MAX_PIXELS) -> DecodedPhoto:
     if sniff_svg(data):
         raise PhotoRefused("photo_svg_refused", "SVG is refused: a vector file is not a product photo and can reference other URLs")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > max_pixels:
-                raise PhotoRefused("photo_too_many_pixels", f"declared {width}x{height} is more than {max_pixels:,} pixels; not decoded")
-            fmt = image.format or ""
-            frames = getattr(image, "n_frames", 1) or 1
-            image.load()
-    except PhotoRefused:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise PhotoRefused("photo_too_many_pixels", f"decompression bomb refused: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - PIL raises many types for bad data
-        text = str(exc).lower()
-        if "cannot identify image file" in text:
+        image = open_image(data, max_pixels=max_pixels)
+    except ImageLoadError as exc:
+        if exc.code == "image_too_large":
+            raise PhotoRefused("photo_too_many_pixels", str(exc)) from None
+        if "cannot identify image file" in str(exc):
             raise PhotoRefused("photo_not_an_image", "not an image file PIL can read") from None
-        code = "photo_truncated" if "truncated" in text or "broken data stream" in text else "photo_corrupt"
-        raise PhotoRefused(code, f"cannot decode: {type(exc).__name__}: {exc}") from None
+        raise PhotoRefused("photo_truncated" if exc.code == "truncated_image" else "photo_corrupt", str(exc)) from None
+    width, height = image.size
+    fmt = image.format or ""
+    frames = getattr(image, "n_frames", 1) or 1
     if min(width, height) < MIN_SIDE:
         raise PhotoRefused("photo_too_small", f"{width}x{height} is smaller than {MIN_SIDE} px on a side")
     notes: list[str] = []
