@@ -172,7 +172,7 @@ def test_the_generate_batch_job_runs_the_checks(project_env):
 
     job = defs.resolve_job_def("generate_batch")
     names = {k.name for k in job.asset_layer.asset_graph.asset_check_keys}
-    assert names == {"prompt_safety", "image_safety", "image_quality", "marketplace_compliance"}
+    assert names == {"prompt_safety", "image_safety", "image_quality", "marketplace_compliance", "product_preservation"}
 
 
 def test_a_compliance_fix_is_recorded_and_the_fixed_image_is_published(project_env, monkeypatch, instance, tmp_path):
