@@ -143,6 +143,8 @@ def main() -> int:
             except CutoutError:
                 busy_unsure[name] += 1
     every = [v for values in light_iou.values() for v in values]
+    if not every:
+        return 0
     print(f"\ncut-out IoU against the pasted mask, {len(kept[: args.synthetic])} products on light backgrounds:")
     for name, values in light_iou.items():
         print(f"  {name:14s} median {statistics.median(values):.3f}, 5th percentile {np.quantile(values, 0.05):.3f}; "

@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import dagster as dg
+from PIL import Image
 
 from resources.image_store import ImageStore, StoreError
 from resources.photo_source import PhotoSource, content_extension
@@ -29,7 +30,7 @@ from zimage_assets.domain.encoding import to_png
 from zimage_assets.domain.placement import PlacementRequest
 from zimage_assets.domain.source_decoding import PhotoRefused, decode_photo
 from zimage_assets.domain.storage_keys import cutout_key, source_photo_key
-from zimage_assets.domain.view_modes import choose_photo
+from zimage_assets.domain.view_modes import ViewMode, choose_photo
 from zimage_assets.metadata import markdown_table
 from zimage_assets.partitions import batch_partitions
 
@@ -180,7 +181,7 @@ class _PhotoWork:
         except CutoutError as exc:
             record.update(status="unusable", reason=f"{exc.code}: {exc}")
         else:
-            png = to_png(_rgba_image(cut.rgba))
+            png = to_png(Image.fromarray(cut.rgba, mode="RGBA"))
             key = cutout_key(hashlib.sha256(png).hexdigest())
             if not self.store.exists(key):
                 self.store.put(key, png, "image/png")
@@ -205,15 +206,7 @@ class _PhotoWork:
 
 def choose_photo_any(photos: list, roles: tuple, conventions):
     """The photo a view would take if every photo were usable (to name why it was not)."""
-    from zimage_assets.domain.view_modes import ViewMode
-
     return choose_photo(ViewMode(mode="photo", photos=roles), photos, conventions)
-
-
-def _rgba_image(rgba):
-    from PIL import Image
-
-    return Image.fromarray(rgba, mode="RGBA")
 
 
 def _result(context, batch_id: str, rows: list[dict], work: _PhotoWork) -> dg.MaterializeResult:
