@@ -70,6 +70,12 @@ def test_a_batch_mixing_photo_scene_and_text_views(mixed):
     assert sources[(NO_PHOTO, "front")]["mode"] == "text" and sources[(NO_PHOTO, "front")]["reason"].startswith("photo_not_found")
     photos = metadata_of(result, "source_photos")
     assert photos["modes"] == {"photo": 6, "scene": 3, "text": 7} and photos["fallbacks_to_text"] == 3
+    assert photos["downloaded"] == 4 and photos["cutouts_made"] == 4  # two SKUs share their photos: each fetched and cut once
+    records = {(r["sku"], r["ref"]): r for r in db.source_photo_records([TEE, TEE_TOO, NO_PHOTO])}
+    assert records[(TEE_TOO, "/m/s/ms09-blue_main.jpg")]["sha256"] == records[(TEE, "/m/s/ms09-blue_main.jpg")]["sha256"]  # a record per SKU x photo
+    assert records[(TEE, "/m/s/ms09-blue_main.jpg")]["storage_key"].startswith("sources/")
+    assert (records[(TEE, "/m/s/ms09-blue_main.jpg")]["width"], records[(TEE, "/m/s/ms09-blue_main.jpg")]["status"]) == (1274, "ok")
+    assert records[(NO_PHOTO, "/m/h/mh01-black_main.jpg")]["status"] == "unusable"
 
     receipts = {(r["sku"], r["view"]): r for r in db.receipts(batch_id)}
     made = db.provenance(batch_id)

@@ -48,6 +48,8 @@ class PhotoState(Topic):
         refs = []
         for row in rows:
             photos = row.get("photos") or []
+            if photos == "[]":  # most SKUs of a catalog without photo columns: nothing to parse
+                continue
             if isinstance(photos, str):
                 photos = json.loads(photos) if photos else []
             refs += [
