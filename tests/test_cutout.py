@@ -68,7 +68,7 @@ def test_a_transparent_png_is_used_as_it_is_and_a_cut_product_stays_against_its_
 
 
 def test_a_user_provided_onnx_segmentation_model(tmp_path, monkeypatch):
-    onnx = pytest.importorskip("onnx")
+    import onnx
     from onnx import TensorProto, helper
 
     # A real ONNX graph: dark pixels (the product) -> 1, light background -> 0, at a fixed 64x64 input.
