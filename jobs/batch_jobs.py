@@ -10,6 +10,7 @@ from zimage_assets.assets.catalog import sku_catalog
 from zimage_assets.assets.images import product_images
 from zimage_assets.assets.prompts import product_prompts
 from zimage_assets.assets.publish import published_images
+from zimage_assets.assets.source_photos import source_photos
 from zimage_assets.domain.batching import BATCH_KINDS, PRIORITY_TAG_VALUES
 from zimage_assets.minting import mint_selection
 from zimage_assets.partitions import batch_partitions
@@ -18,9 +19,9 @@ ingest_catalog_job = dg.define_asset_job("ingest_catalog", selection=[sku_catalo
 
 generate_batch_job = dg.define_asset_job(
     "generate_batch",
-    selection=[product_prompts, product_images, published_images],
+    selection=[product_prompts, source_photos, product_images, published_images],
     partitions_def=batch_partitions,
-    description="Prompts -> images -> publication for one batch partition",
+    description="Prompts -> source photos -> images -> publication for one batch partition",
 )
 
 

@@ -18,12 +18,14 @@ from resources.image_safety import ImageSafety
 from resources.image_store import ImageStore
 from resources.local_image_store import LocalImageStore
 from resources.metrics_publisher import MetricsPublisher
+from resources.photo_source import PhotoSource
 from resources.prompt_templates import PromptTemplates
 from resources.quality_gates import QualityGates
 from resources.redis_cache import RedisCache
 from resources.request_policy import RequestPolicy
 from resources.result_cache import ResultCache
 from resources.s3_image_store import MAX_PRESIGN_SECONDS, S3ImageStore
+from resources.segmenter import Segmenter
 from resources.service_levels import ServiceLevels
 from resources.state_db import StateDB
 from resources.webhooks import WebhookClient
@@ -76,6 +78,18 @@ def build_resources(settings: Settings) -> dict:
         "metrics": MetricsPublisher(textfile_path=settings.metrics_file, pushgateway_url=settings.pushgateway_url),
         "quality_gates": quality_gates_from_settings(settings),
         "request_policy": request_policy_from_settings(settings),
+        # photo-first: the merchant's photos, and cutting the product out of them
+        "photo_source": PhotoSource(
+            media_root=settings.media_root,
+            allowed_hosts=list(settings.media_allowed_hosts),
+            private_hosts=list(settings.media_private_hosts),
+            max_bytes=settings.media_max_bytes,
+            timeout_seconds=settings.media_timeout_seconds,
+            max_attempts=settings.media_max_attempts,
+            s3=s3,
+            s3_addressing_style=settings.s3_addressing_style,
+        ),
+        "segmenter": segmenter_from_settings(settings),
     }
 
 
@@ -119,6 +133,11 @@ def result_cache_from_url(url: str, embedded_path: str, *, settings: Settings | 
     raise ValueError(f"ZIMAGE_CACHE_URL={url!r}: use 'embedded' or a redis:// URL")
 
 
+def segmenter_from_settings(settings: Settings) -> Segmenter:
+    """The cut-out method as configured by ZIMAGE_SEGMENTER and ZIMAGE_MASK_MIN_CONFIDENCE."""
+    return Segmenter(spec=settings.segmenter, min_confidence=settings.mask_min_confidence)
+
+
 def quality_gates_from_settings(settings: Settings) -> QualityGates:
     """The gates as configured by ZIMAGE_* variables (see zimage_assets/settings/)."""
     return QualityGates(
@@ -129,6 +148,7 @@ def quality_gates_from_settings(settings: Settings) -> QualityGates:
         prompt_max_chars=settings.prompt_max_chars,
         safety_terms_dir=settings.safety_terms_dir,
         image_safety=ImageSafety(review_threshold=settings.nsfw_review_threshold, block_threshold=settings.nsfw_block_threshold),
+        illustrative_review=settings.illustrative_review,
     )
 
 

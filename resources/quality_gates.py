@@ -16,7 +16,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from resources.image_safety import ImageSafety
-from zimage_assets.domain import compliance, gates, prompt_safety
+from zimage_assets.domain import compliance, gates, photo_gates, prompt_safety
 from zimage_assets.domain.verdicts import Assessment
 from zimage_assets.settings import DEFAULTS
 
@@ -32,6 +32,7 @@ class QualityGates(ConfigurableResource):
     safety_terms_dir: str = Field(default="", description="Folder of extra term lists (*.txt) added to the built-in ones")
     fix_compliance: bool = Field(default=True, description="Whiten / pad / crop where that fixes a compliance failure")
     image_safety: ImageSafety = Field(default_factory=ImageSafety, description="The NSFW classifier")
+    illustrative_review: bool = Field(default=True, description="Text-to-image images (no real product) go to REVIEW")
 
     # ---- prompts ----
 
@@ -67,4 +68,14 @@ class QualityGates(ConfigurableResource):
             nsfw=self.image_safety.assess,
             expected_size=expected_size,
             fix=self.fix_compliance,
+        )
+
+    # ---- images made from the merchant's photo ----
+
+    def assess_composite(self, data: bytes, *, view: str | None, mode: str, expected_size, cutout_rgba: np.ndarray, placement, notes=(),
+                         profile: str | None = None) -> gates.ImageResult:
+        """The gates of a photo or scene image, with the product-preservation gate (domain/photo_gates.py)."""
+        return photo_gates.evaluate_composite(
+            data, mode=mode, profile=self.profile_for(view, profile), quality_mode=self.quality_mode, nsfw=self.image_safety.assess,
+            expected_size=expected_size, cutout_rgba=cutout_rgba, placement=placement, notes=notes,
         )

@@ -39,6 +39,9 @@ def project_env(tmp_path, monkeypatch, models_dir):
         "ZIMAGE_TEMPLATES": str(SMALL_TEMPLATES),
         "ZIMAGE_CATALOG_SOURCE": str(SAMPLE_CATALOG),
         "ZIMAGE_MODEL": "tiny",
+        # The suite's text-to-image tests publish the tiny model's (illustrative) images; the photo-first
+        # tests set it back to the default, REVIEW (tests/test_photo_pipeline.py).
+        "ZIMAGE_ILLUSTRATIVE_REVIEW": "false",
     }
     for name in [k for k in os.environ if k.startswith("ZIMAGE_")]:
         monkeypatch.delenv(name, raising=False)
@@ -102,10 +105,11 @@ class Project:
         from zimage_assets.assets.images import product_images
         from zimage_assets.assets.prompts import product_prompts
         from zimage_assets.assets.publish import published_images
+        from zimage_assets.assets.source_photos import source_photos
 
         self.instance.add_dynamic_partitions("batches", [batch_id])
         return dg.materialize(
-            assets or [product_prompts, product_images, published_images],
+            assets or [product_prompts, source_photos, product_images, published_images],
             partition_key=batch_id,
             resources=self.resources,
             instance=self.instance,

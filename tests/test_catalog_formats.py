@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from zimage_assets.domain.catalog.photos import hash_with_photos
 from zimage_assets.domain.catalog import (
     FORMATS,
     IMAGE_ATTRIBUTES,
@@ -103,9 +104,10 @@ def test_magento_full_first_child_exact(magento_full):
         "Ideal for cold-weather training or work outdoors, the Chaz Hoodie promises")
     assert row["description"].endswith(
         "• Two-tone gray heather hoodie. • Drawstring-adjustable hood. • Machine wash/dry.")
-    assert row["content_hash"] == content_hash(
+    assert row["content_hash"] == hash_with_photos(content_hash(
         "Chaz Kangeroo Hoodie", "Men/Tops/Hoodies & Sweatshirts",
-        {"color": "Black", "material": "Wool", "pattern": "Color-Blocked"}, row["description"])
+        {"color": "Black", "material": "Wool", "pattern": "Color-Blocked"}, row["description"]),
+        [{"role": "main", "ref": "/m/h/mh01-black_main.jpg"}])  # the photo references count too
 
 
 def test_magento_full_parent_exact(magento_full):

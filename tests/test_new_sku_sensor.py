@@ -63,10 +63,11 @@ def run_batch(project, request):
     from zimage_assets.assets.images import product_images
     from zimage_assets.assets.prompts import product_prompts
     from zimage_assets.assets.publish import published_images
+    from zimage_assets.assets.source_photos import source_photos
 
     project.instance.add_dynamic_partitions("batches", [request.partition_key])
     return dg.materialize(
-        [product_prompts, product_images, published_images],
+        [product_prompts, source_photos, product_images, published_images],
         partition_key=request.partition_key,
         resources=project.resources,
         instance=project.instance,

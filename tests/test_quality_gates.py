@@ -30,9 +30,11 @@ def _run_with_checks(project: Project, batch_id: str, raise_on_error: bool = Tru
     from zimage_assets.assets.images import product_images
     from zimage_assets.assets.prompts import product_prompts
     from zimage_assets.assets.publish import published_images
+    from zimage_assets.assets.source_photos import source_photos
     from zimage_assets.checks import QUALITY_CHECKS
 
-    return project.generate(batch_id, assets=[product_prompts, product_images, published_images, *QUALITY_CHECKS], raise_on_error=raise_on_error)
+    return project.generate(batch_id, assets=[product_prompts, source_photos, product_images, published_images, *QUALITY_CHECKS],
+                            raise_on_error=raise_on_error)
 
 
 def _check_results(result) -> dict:
@@ -170,7 +172,7 @@ def test_the_generate_batch_job_runs_the_checks(project_env):
 
     job = defs.resolve_job_def("generate_batch")
     names = {k.name for k in job.asset_layer.asset_graph.asset_check_keys}
-    assert names == {"prompt_safety", "image_safety", "image_quality", "marketplace_compliance", "batch_invariance"}
+    assert names == {"prompt_safety", "image_safety", "image_quality", "marketplace_compliance", "batch_invariance", "product_preservation"}
 
 
 def test_a_compliance_fix_is_recorded_and_the_fixed_image_is_published(project_env, monkeypatch, instance, tmp_path):

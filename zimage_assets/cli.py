@@ -26,10 +26,13 @@ import traceback
 from pathlib import Path
 
 from zimage_assets.cli_errors import INTERRUPTED, exception_message, hide_password, is_interrupted, run_failure_message
-from zimage_assets.settings import PACKAGE_DIR, Settings
+from zimage_assets.settings import PACKAGE_DIR, SAMPLE_CATALOG, Settings
 from zimage_assets.worker_cli import add_worker_command
 
 DEMO_SKUS = 6
+# The demo starts with SKUs whose photos the sample ships (real products: photo and scene views) and
+# one whose photos it does not (its views fall back to text-to-image, marked illustrative).
+DEMO_FIRST = ["MS09-M-Blue", "MH01-M-Black", "WSH08-28-Purple", "MSH09-32-Blue"]
 _LOG_LEVEL = "CRITICAL"
 
 
@@ -137,13 +140,24 @@ def cmd_demo(args, settings: Settings) -> int:
     print(f"Z-Image catalog demo: model {settings.model!r}, data in {settings.home}")
     _preflight(settings, generating=True)
     _ingest(settings, source="", fmt="auto")
-    batch_ids = _mint(settings, {"without_current_image": True, "limit": args.skus})
+    first = DEMO_FIRST[: args.skus] if settings.catalog_source == str(SAMPLE_CATALOG) else []
+    batch_ids = _mint(settings, {"skus": first, "without_current_image": True}) if first else []
+    minted = _sku_count(settings, batch_ids)
+    if minted < args.skus:
+        batch_ids += _mint(settings, {"without_current_image": True, "limit": args.skus - minted})
     if not batch_ids:
         raise CliError("every SKU of the sample catalog already has an image; delete ZIMAGE_HOME to start over")
     for batch_id in batch_ids:
         _run_batch(settings, batch_id, force=False)
     _print_locations(settings, batch_ids)
     return 0
+
+
+def _sku_count(settings: Settings, batch_ids: list[str]) -> int:
+    from resources.state_db import StateDB
+
+    db = StateDB(url=settings.db_url)
+    return sum((db.batch(b) or {}).get("sku_count", 0) for b in batch_ids)
 
 
 def cmd_ingest(args, settings: Settings) -> int:
@@ -346,6 +360,10 @@ def _print_verdicts(images: dict, published: dict) -> None:
         + (f"; {images.get('regenerated_items')} item(s) regenerated" if images.get("regenerated_items") else "")
         + (f"; {images.get('fixed_images')} fixed" if images.get("fixed_images") else "")
     )
+    modes = images.get("modes") or {}
+    if modes:
+        print(f"  made from the merchant's photos: {modes.get('photo', 0)} photo (no model), {modes.get('scene', 0)} scene "
+              f"(painted around the real product); {modes.get('text', 0)} text-to-image (illustrative)")
     if images.get("quality_mode") == "smoke":
         print("  (smoke mode: the tiny model draws noise, so only structural checks judge it; ZIMAGE_QUALITY_MODE=strict catches the noise)")
     if reasons:

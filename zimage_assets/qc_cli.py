@@ -2,6 +2,13 @@
 
     zimage-qc images [--profile NAME] [--mode strict|smoke] FILE...
     zimage-qc prompts FILE            (one prompt per line; - reads standard input)
+    zimage-qc main-image PHOTO... --out DIR [--profile main] [--size 1024]
+
+`main-image` runs the photo path without Dagster: each merchant photo is cut out (ZIMAGE_SEGMENTER),
+placed on pure white, centred, at the profile's fill, and judged by the same gates as the pipeline
+(with the product-preservation gate). PASS images are written to DIR/<name>_main.png, REVIEW ones
+to DIR/review/; an unsure cut-out or an unusable file writes nothing. One JSON line per photo:
+{"input", "verdict", "reasons", "fill", "mask_confidence", "output", "scores"}.
 
 One JSON line per input: {"input", "verdict": PASS|REVIEW|BLOCK, "reasons": [codes], "scores"}
 (plus "fixes" where a compliance fix would apply, "details" for humans, "error" for files that
@@ -48,6 +55,11 @@ def _main(argv: list[str] | None) -> int:
     images.add_argument("--mode", default="strict", choices=["strict", "smoke"], help="quality mode (default: strict)")
     prompts = sub.add_parser("prompts", help="check prompts, one per line of FILE (- for standard input)")
     prompts.add_argument("file", metavar="FILE")
+    main_image = sub.add_parser("main-image", help="make compliant main images from merchant photos (no model)")
+    main_image.add_argument("files", nargs="+", metavar="PHOTO")
+    main_image.add_argument("--out", required=True, metavar="DIR", help="folder for the images")
+    main_image.add_argument("--profile", default="main", choices=sorted(PROFILES), help="marketplace compliance profile (default: main)")
+    main_image.add_argument("--size", type=int, default=1024, help="square output size in px (default 1024)")
     args = parser.parse_args(argv)
 
     try:
@@ -57,6 +69,8 @@ def _main(argv: list[str] | None) -> int:
         return 2
     if args.command == "images":
         return _images(gates, args.files, args.profile, args.mode)
+    if args.command == "main-image":
+        return _main_images(gates, _segmenter(), args.files, Path(args.out), args.profile, args.size)
     return _prompts(gates, args.file)
 
 
@@ -65,6 +79,13 @@ def _gates():
     from zimage_assets.settings import Settings
 
     return quality_gates_from_settings(Settings.from_env())
+
+
+def _segmenter():
+    from resources import segmenter_from_settings
+    from zimage_assets.settings import Settings
+
+    return segmenter_from_settings(Settings.from_env())
 
 
 def _emit(record: dict) -> None:
@@ -125,6 +146,56 @@ def _images(gates, files: list[str], profile: str, mode: str) -> int:
         extra = {"error": row["scores"]["details"][row["reasons"][0]]} if row["reasons"] and row["scores"].get("bytes") is not None else {}
         _emit(_record(name, row, **extra))
         if row["verdict"] != "PASS":
+            worst = 1
+    return worst
+
+
+def _main_images(gates, segmenter, files: list[str], out: Path, profile: str, size: int) -> int:
+    from zimage_assets.domain.compliance import TARGET_FILL, get_profile
+    from zimage_assets.domain.cutout import CutoutError
+    from zimage_assets.domain.encoding import to_png
+    from zimage_assets.domain.compositing import PlacementRequest, photo_image
+    from zimage_assets.domain.preservation import layout_of
+    from zimage_assets.domain.source_decoding import PhotoRefused, decode_photo
+
+    if size < 16:
+        print("error: --size must be at least 16", file=sys.stderr)
+        return 2
+    fill = max(TARGET_FILL, get_profile(profile).min_fill)
+    worst = 0
+    for name in files:
+        record = {"input": name, "verdict": "BLOCK", "reasons": [], "fill": None, "mask_confidence": None, "output": None, "scores": {}}
+        try:
+            path = Path(name)
+            if path.stat().st_size > MAX_FILE_BYTES:
+                raise PhotoRefused("photo_too_large", f"more than {MAX_FILE_BYTES:,} bytes; not read")
+            photo = decode_photo(path.read_bytes())
+            cut = segmenter.cut(photo)
+        except OSError as exc:
+            record.update(reasons=["unreadable_file"], error=f"{type(exc).__name__}: {exc}")
+        except PhotoRefused as exc:
+            record.update(reasons=[exc.code], error=exc.detail)
+        except CutoutError as exc:
+            record.update(reasons=[exc.code], error=str(exc))
+        else:
+            record["mask_confidence"] = cut.confidence
+            if cut.confidence < segmenter.min_confidence:
+                record.update(verdict="REVIEW", reasons=["mask_unsure"], error="; ".join(cut.reasons) or "unsure cut-out")
+            else:
+                rgb, placement = photo_image(cut.rgba, cut.touches, (size, size), PlacementRequest(fill))
+                png = to_png(rgb)
+                row = gates.assess_composite(png, view=None, profile=profile, mode="photo", expected_size=(size, size), cutout_rgba=cut.rgba,
+                                             placement=placement, notes=photo.notes).assessment.as_row()
+                folder = out if row["verdict"] == "PASS" else out / "review" if row["verdict"] == "REVIEW" else None
+                target = None
+                if folder is not None:
+                    folder.mkdir(parents=True, exist_ok=True)
+                    target = folder / f"{path.stem}_main.png"
+                    target.write_bytes(png)
+                record = _record(name, row, fill=round(layout_of(placement)[0], 4), mask_confidence=cut.confidence,
+                                 output=str(target) if target else None)
+        _emit(record)
+        if record["verdict"] != "PASS":
             worst = 1
     return worst
 

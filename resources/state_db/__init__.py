@@ -17,6 +17,7 @@ new state, never half of a write.
 - `run_metrics.py`     one row per generation run, totals for Prometheus, receipt stats
 - `requests.py`        requests from other systems (API, RabbitMQ): tasks, idempotency, request batches
 - `api_keys.py`        API keys (stored hashed) and their per-minute / per-day usage counters
+- `photos.py`          photo references per SKU, fetch records, cut-outs, item sources, image provenance
 
 Business rules (what a reviewer's decision does, never rolling a SKU back) are pure functions in
 `zimage_assets/domain/review.py`; the topic files only fetch the facts and write the outcome.
@@ -35,6 +36,7 @@ from resources.state_db.catalog import CatalogState
 from resources.state_db.engine import OPEN_BATCH_STATUSES, dispose_engines, engine_for, sqlalchemy_url, utcnow
 from resources.state_db.images import ImageState
 from resources.state_db.requests import RequestState
+from resources.state_db.photos import PhotoState
 from resources.state_db.review import ReviewState
 from resources.state_db.run_metrics import RunMetricState
 from resources.state_db.service_levels import ServiceLevelState
@@ -53,6 +55,7 @@ class StateDB(
     RunMetricState,
     RequestState,
     ApiKeyState,
+    PhotoState,
     ConfigurableResource,
 ):
     """SKUs, batches, prompts, receipts, verdicts and current images."""

@@ -49,8 +49,10 @@ class CatalogState(Topic):
         with self.engine.begin() as conn:
             known = self._existing_hashes(conn, [r["sku"] for r in skus])
             inserts, updates, counts = [], [], {"new": 0, "changed": 0, "unchanged": 0}
+            photos = {}
             for row in skus:
                 stored = _sku_record(row, source, ingest_id)
+                photos[row["sku"]] = row.get("photos") or "[]"
                 previous = known.get(row["sku"])
                 if previous is None:
                     counts["new"] += 1
@@ -63,6 +65,7 @@ class CatalogState(Topic):
                     counts["unchanged"] += 1
                     if previous[1] != stored["row_hash"]:
                         updates.append(stored)  # non-visual edit: keep the row current, no regeneration
+            self._replace_sku_photos(conn, [{"sku": r["sku"], "photos": photos[r["sku"]]} for r in inserts + updates], replaced=[r["sku"] for r in updates])
             for chunk in chunks(inserts, UPSERT_CHUNK):
                 conn.execute(t.skus.insert(), list(chunk))
             for group in _group_by_columns(updates):
@@ -228,7 +231,8 @@ def _sku_record(row: Mapping[str, Any], source: str, ingest_id: str) -> dict[str
         "note": row["note"],
         "content_hash": row["content_hash"],
     }
-    record["row_hash"] = hashlib.sha256(json.dumps(record, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    hashed = {**record, "photos": row["photos"]} if row.get("photos") not in (None, "", "[]") else record  # kept in sku_photos
+    record["row_hash"] = hashlib.sha256(json.dumps(hashed, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
     record["source"] = source
     record["last_ingest_id"] = ingest_id
     return record

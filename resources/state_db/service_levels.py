@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 import sqlalchemy as sa
 
 from resources.state_db import tables as t
+from zimage_assets.domain.specs import NO_MODEL
 from resources.state_db.engine import (
     OPEN_BATCH_STATUSES,
     Topic,
@@ -149,7 +150,8 @@ class ServiceLevelState(Topic):
         reasons = {
             "content_changed": img.c.content_hash != s.c.content_hash,
             "template_changed": img.c.template_version != template_version,
-            "model_changed": sa.or_(img.c.model_id != model_id, img.c.revision != revision),
+            # a photo-mode image (model `none`) has no model to change
+            "model_changed": sa.and_(img.c.model_id != NO_MODEL, sa.or_(img.c.model_id != model_id, img.c.revision != revision)),
             "too_old": img.c.published_at < published_before if published_before is not None else sa.false(),
         }
         in_open_batch = (

@@ -1,25 +1,26 @@
-"""product_images[batch]: generate every item's image on the GPU resource, store it, keep a receipt.
+"""product_images[batch]: make every item's image, store it, keep a receipt.
 
-Order of preference for each item: an image this batch already stored for the same spec (a
-resumed or repeated run), then the result cache, then the generator. Items that share a spec
-(variants that differ only in size) are generated once. Every image is stored and receipted as
-soon as it exists, so a killed run resumes where it stopped.
+Each item is made the way source_photos decided: `photo` (the merchant's product on white, no
+model), `scene` (Z-Image paints around the real product, whose pixels are composited back) or
+`text` (text-to-image: the fallback, marked illustrative). Order of preference for each item: an
+image this batch already stored for the same spec (a resumed or repeated run), then the result
+cache, then making it. Items that share a spec (variants that differ only in size) are made once.
+Every image is stored and receipted as soon as it exists (assets/image_writer.py), so a killed
+run resumes where it stopped.
 
-Gates: items whose prompt verdict is BLOCK never reach the generator. Every image is scored
-(quality, marketplace compliance for its view, NSFW) and gets a verdict per attempt; where
-whitening, padding or cropping fixes a compliance failure, the fixed image is stored and recorded.
+Gates (assets/image_judge.py): items whose prompt verdict is BLOCK never reach the generator.
+Every image is scored (quality, marketplace compliance for its view, NSFW; for photo and scene
+images the product-preservation gate) and gets a verdict per attempt; where whitening, padding or
+cropping fixes a compliance failure of a text image, the fixed image is stored and recorded.
 An image that fails quality or compliance is made again with the next seed,
 `item_seed(content_hash, view, attempt)`, up to ZIMAGE_MAX_ATTEMPTS, before it lands in REVIEW
 or BLOCK. Each attempt has its own receipt.
 """
 
 
-import io
-from dataclasses import asdict
 from datetime import datetime, timezone
 
 import dagster as dg
-from PIL import Image
 from pydantic import Field
 
 from resources.generator import GeneratorError, ZImageGenerator
@@ -30,23 +31,19 @@ from resources.quality_gates import QualityGates
 from resources.result_cache import ResultCache
 from resources.service_levels import ServiceLevels
 from resources.state_db import StateDB, utcnow
+from zimage_assets.assets.image_judge import Judge
+from zimage_assets.assets.image_making import PhotoMaker
+from zimage_assets.assets.image_writer import BatchWriter
 from zimage_assets.assets.prompts import product_prompts, require_batch
-from zimage_assets.domain.contact_sheet import contact_sheet, markdown_image
+from zimage_assets.assets.source_photos import source_photos
 from zimage_assets.domain.cost import generated_images, generation_run
-from zimage_assets.domain.encoding import to_jpeg, to_png
-from zimage_assets.domain.gates import judge_attempt
-from zimage_assets.domain.specs import GenerationSpec, build_spec
-from zimage_assets.domain.storage_keys import batch_file_key
-from zimage_assets.domain.templates import item_seed
-from zimage_assets.domain.verdicts import BLOCK, PASS, rank, summarise
+from zimage_assets.domain.specs import GenerationSpec, PhotoSpec
+from zimage_assets.domain.verdicts import BLOCK
 from zimage_assets.executors import gpu_step_tags
 from zimage_assets.metadata import markdown_table
 from zimage_assets.partitions import batch_partitions
 from zimage_assets.run_workers import claim_batch_or_fail
 from zimage_assets.settings import definition_settings
-
-CONTACT_SHEET_MAX = 64
-THUMB = 128
 
 
 class ImagesConfig(dg.Config):
@@ -55,7 +52,7 @@ class ImagesConfig(dg.Config):
 
 @dg.asset(
     partitions_def=batch_partitions,
-    deps=[product_prompts],
+    deps=[product_prompts, source_photos],
     group_name="generation",
     pool=definition_settings().gpu_pool,
     op_tags=gpu_step_tags(definition_settings()),  # its Celery queue or its GPU pod (ZIMAGE_EXECUTOR)
@@ -76,15 +73,19 @@ def product_images(
     batch_id = context.partition_key
     require_batch(state_db, batch_id)
     claim_batch_or_fail(context, state_db, batch_id)  # also when re-executed without product_prompts
+    # 1. The batch's items; BLOCKed prompts never reach the generator (their verdicts say why).
     items = [i for i in state_db.batch_items(batch_id) if i["prompt"] is not None]
     if not items:
         raise dg.Failure(description=f"batch {batch_id} has no prompts: materialize product_prompts first", allow_retries=False)
-    # Prompt safety gate: BLOCKed prompts never reach the generator (their verdicts say why).
     prompt_verdicts = {(v["sku"], v["view"]): v for v in state_db.verdicts(batch_id, stage="prompt")}
     blocked_prompts = {key for key, v in prompt_verdicts.items() if v["verdict"] == BLOCK}
     items = [i for i in items if (i["sku"], i["view"]) not in blocked_prompts]
 
-    try:  # wrong credentials or a missing bucket fail here, before any GPU work
+    # 2. Each item's source photo and mode, as source_photos recorded them.
+    maker = _photo_maker(state_db, image_store, batch_id, items)
+
+    # 3. The store must be writable: wrong credentials or a missing bucket fail here, before any GPU work.
+    try:
         image_store.check_writable()
     except StoreError as exc:
         raise dg.Failure(description=f"image store not writable: {exc}") from None
@@ -99,8 +100,8 @@ def product_images(
     # Attempt numbers continue past images a reviewer sent back for regeneration (new seeds).
     first_attempt = state_db.regeneration_start_attempts(by_key)
     attempt = dict(first_attempt)
-    judge = _Judge(batch_id, state_db, image_store, quality_gates, prompt_verdicts)
-    run = _BatchWriter(batch_id, state_db, image_store, runtime, judge)
+    judge = Judge(batch_id, state_db, image_store, quality_gates, prompt_verdicts, maker)
+    run = BatchWriter(batch_id, state_db, image_store, runtime, judge, maker.provenance)
     stored_receipts = {} if config.force else {(r["sku"], r["view"], r["attempt"]): r for r in state_db.receipts(batch_id, latest_only=False)}
     stored_verdicts = {} if config.force else {(v["sku"], v["view"], v["attempt"]): v for v in state_db.verdicts(batch_id, stage="image")}
 
@@ -108,19 +109,19 @@ def product_images(
     cache_hits = shared_specs = distinct_specs = 0
     generation_seconds = 0.0
     todo = sorted(by_key)
-    while todo:  # one round per attempt number: the regeneration loop
-        specs = {key: _spec(model, by_key[key], attempt[key]) for key in todo}
+    while todo:  # 4. One round per attempt number: the regeneration loop.
+        specs = {key: maker.spec(model, by_key[key], attempt[key]) for key in todo}
 
-        # 1. Resume: images this batch already stored for exactly these specs.
+        # 4a. Resume: images this batch already stored for exactly these specs.
         resumed_now = set()
         for key, spec in specs.items():
             receipt = stored_receipts.get((*key, attempt[key]))
             if receipt is not None and receipt["spec_hash"] == spec.spec_hash and image_store.exists(receipt["storage_key"]):
                 resumed_now.add(key)
-                run.resume(key, attempt[key], receipt, stored_verdicts.get((*key, attempt[key])))
+                run.resume(key, attempt[key], receipt, stored_verdicts.get((*key, attempt[key])), spec)
         resumed |= resumed_now
 
-        # 2. Deduplicate what is left by spec; 3. ask the cache.
+        # 4b. Deduplicate what is left by spec; 4c. ask the cache.
         pending: dict[str, list[tuple[str, str]]] = {}
         for key, spec in specs.items():
             if key not in resumed_now:
@@ -128,7 +129,7 @@ def product_images(
         unique_specs = {specs[keys[0]].spec_hash: specs[keys[0]] for keys in pending.values()}
         shared_specs += len(specs) - len(resumed_now) - len(unique_specs)
         distinct_specs += len(unique_specs)
-        to_generate: list[GenerationSpec] = []
+        to_generate: list[GenerationSpec | PhotoSpec] = []
         for spec_hash, spec in unique_specs.items():
             cached = None if config.force else result_cache.lookup(spec_hash)
             if cached and image_store.exists(cached["storage_key"]):
@@ -137,9 +138,9 @@ def product_images(
             else:
                 to_generate.append(spec)
 
-        # 4. Generate the rest, storing (and judging) each image as soon as it exists.
+        # 4d. Make the rest (photos, scenes, text), storing (and judging) each image as soon as it exists.
         try:
-            for made in generator.generate(to_generate):
+            for made in _make(maker, generator, to_generate):
                 stored = run.store_image(made.image, made.seconds)
                 result_cache.remember(made.spec.spec_hash, stored)
                 run.record(made.spec, pending[made.spec.spec_hash], stored, cache_hit=False, image=made.image, attempts=attempt)
@@ -149,16 +150,17 @@ def product_images(
         except StoreError as exc:
             raise dg.Failure(description=f"{exc} ({run.generated} images of this batch were stored first; a re-run completes it)") from None
 
-        # 5. Regenerate, with the next seed, what failed quality or compliance and has attempts left.
+        # 4e. Regenerate, with the next seed, what failed quality or compliance and has attempts left.
         todo = [key for key in specs if judge.should_retry(key) and attempt[key] + 1 < first_attempt[key] + quality_gates.max_attempts]
         for key in todo:
             attempt[key] += 1
         if todo:
             context.log.info(f"{batch_id}: regenerating {len(todo)} item(s) with new seeds: {', '.join(f'{s}/{v}' for s, v in todo[:10])}")
 
+    # 5. Status, preview, cost, metrics.
     state_db.set_batch_status(batch_id, "generated")
     generated = run.generated
-    preview_key, preview_md = run.contact_sheet()
+    preview_key, preview_md = _preview(state_db, maker, run, by_key)
     verdicts = judge.summary()
     context.log.info(
         f"{batch_id}: {len(items)} items, {distinct_specs} distinct specs to make, {generated} generated, "
@@ -183,6 +185,7 @@ def product_images(
             "images_per_second": round(generated / generation_seconds, 4) if generation_seconds else 0.0,
             "cache_hit_rate": result_cache.stats()["hit_rate"],
             "model": f"{model.model_id}@{model.revision}",
+            "modes": dg.MetadataValue.json(_modes(maker, by_key)),
             "steps": model.steps,
             "guidance_scale": model.guidance_scale,
             "device": runtime["device"],
@@ -203,166 +206,38 @@ def product_images(
     )
 
 
-class _BatchWriter:
-    """Stores images and writes receipts for one batch; collects thumbnails for the preview."""
-
-    def __init__(self, batch_id: str, state_db: StateDB, store: ImageStore, runtime: dict[str, str], judge: "_Judge"):
-        self.batch_id, self.state_db, self.store, self.runtime = batch_id, state_db, store, runtime
-        self.judge = judge
-        self.generated = 0
-        self.thumbnails: dict[tuple[str, str], Image.Image] = {}
-
-    def store_image(self, image: Image.Image, seconds: float) -> dict:
-        stored = self.store.put_content_addressed(to_png(image))
-        self.generated += 1
-        return {"storage_key": stored.key, "sha256": stored.sha256, "width": image.width, "height": image.height, "seconds": round(seconds, 4)}
-
-    def record(
-        self,
-        spec: GenerationSpec,
-        keys: list[tuple[str, str]],
-        stored: dict,
-        *,
-        cache_hit: bool,
-        attempts: dict[tuple[str, str], int],
-        image: Image.Image | None = None,
-    ) -> None:
-        now = utcnow()
-        spec_fields = asdict(spec)
-        self.state_db.save_receipts(
-            [
-                {
-                    "batch_id": self.batch_id,
-                    "sku": sku,
-                    "view": view,
-                    "attempt": attempts[(sku, view)],
-                    "spec_hash": spec.spec_hash,
-                    "model_id": spec.model_id,
-                    "revision": spec.revision,
-                    "scheduler": spec.scheduler,
-                    "steps": spec.steps,
-                    "guidance_scale": spec.guidance_scale,
-                    "seed": spec_fields["seed"],
-                    "width": stored["width"],
-                    "height": stored["height"],
-                    "storage_key": stored["storage_key"],
-                    "sha256": stored["sha256"],
-                    "diffusers_version": self.runtime["diffusers"],
-                    "torch_version": self.runtime["torch"],
-                    "device": self.runtime["device"],
-                    "dtype": self.runtime["dtype"],
-                    "seconds": 0.0 if cache_hit else stored["seconds"],
-                    "cache_hit": cache_hit,
-                    "created_at": now,
-                }
-                for sku, view in keys
-            ]
-        )
-        # Items of one spec share the image, hence its verdict: judge it once.
-        data = to_png(image) if image is not None else self.store.get(stored["storage_key"])
-        shown = self.judge.judge(keys, {key: attempts[key] for key in keys}, data, stored["storage_key"], spec)
-        for key in keys:
-            self._keep_thumbnail(key, shown)
-
-    def resume(self, key: tuple[str, str], attempt: int, receipt: dict, verdict: dict | None) -> None:
-        """An image this batch already stored: reuse its verdict (or judge it when there is none)."""
-        data = self.store.get(receipt["storage_key"])
-        if verdict is None:
-            shown = self.judge.judge([key], {key: attempt}, data, receipt["storage_key"], None, expected=(receipt["width"], receipt["height"]))
-        else:
-            shown = self.judge.remember(key, attempt, verdict, data)
-        self._keep_thumbnail(key, shown)
-
-    def _keep_thumbnail(self, key: tuple[str, str], image: Image.Image) -> None:
-        if len(self.thumbnails) < CONTACT_SHEET_MAX or key in self.thumbnails:  # a later attempt replaces its own
-            thumb = image.convert("RGB")
-            thumb.thumbnail((THUMB, THUMB))
-            self.thumbnails[key] = thumb
-
-    def contact_sheet(self) -> tuple[str, str]:
-        ordered = sorted(self.thumbnails.items())
-        jpeg = to_jpeg(contact_sheet([(f"{sku}/{view}", img) for (sku, view), img in ordered], thumb=THUMB))
-        key = batch_file_key("previews", self.batch_id, "contact_sheet.jpg")
-        self.store.put(key, jpeg, "image/jpeg")
-        return key, markdown_image(jpeg, f"{self.batch_id}: {len(ordered)} images")
+def _photo_maker(state_db: StateDB, image_store: ImageStore, batch_id: str, items: list[dict]) -> PhotoMaker:
+    """Every item's source (mode, photo, cut-out); a batch whose photos were never looked at fails."""
+    sources = state_db.item_sources(batch_id)
+    missing = [(i["sku"], i["view"]) for i in items if (i["sku"], i["view"]) not in sources]
+    if missing:
+        raise dg.Failure(
+            description=f"batch {batch_id}: {len(missing)} item(s) have no source record (e.g. {missing[0][0]}/{missing[0][1]}): "
+            "materialize source_photos first", allow_retries=False)
+    keys = {(s["sha256"], s["mask_method"], s["mask_version"]) for s in sources.values() if s["mode"] != "text"}
+    return PhotoMaker(image_store, sources, state_db.cutouts(keys))
 
 
-def _spec(model, item: dict, attempt: int) -> GenerationSpec:
-    """The item's spec at an attempt: attempt 0 uses the prompt's seed, later ones the next seeds."""
-    seed = item["seed"] if attempt == 0 else item_seed(item["content_hash"], item["view"], attempt)
-    return build_spec(
-        model, prompt=item["prompt"], negative_prompt=item["negative_prompt"] or "", width=item["width"], height=item["height"], seed=seed,
-        steps=item.get("steps"),
-    )
+def _make(maker: PhotoMaker, generator: ZImageGenerator, specs: list):
+    """Photo images (no model), scene images (inpainting), then text-to-image, as each is made."""
+    yield from maker.photos([s for s in specs if isinstance(s, PhotoSpec) and s.mode == "photo"])
+    yield from maker.scenes(generator, [s for s in specs if isinstance(s, PhotoSpec) and s.mode == "scene"])
+    yield from generator.generate([s for s in specs if isinstance(s, GenerationSpec)])
 
 
-class _Judge:
-    """Runs the image gates on each attempt, stores fixed images, writes verdicts, decides retries."""
+def _modes(maker: PhotoMaker, by_key: dict) -> dict:
+    counts: dict[str, int] = {}
+    for key in by_key:
+        source = maker.sources.get(key)
+        mode = source["mode"] if source else "text"
+        counts[mode] = counts.get(mode, 0) + 1
+    return counts
 
-    def __init__(self, batch_id: str, state_db: StateDB, store: ImageStore, gates: QualityGates, prompt_verdicts: dict):
-        self.batch_id, self.state_db, self.store, self.gates = batch_id, state_db, store, gates
-        self.prompt_verdicts = prompt_verdicts
-        self.outcomes: dict[tuple[str, str, int], dict] = {}  # (sku, view, attempt) -> verdict row
-        self.latest: dict[tuple[str, str], dict] = {}
-        self.retry: dict[tuple[str, str], bool] = {}
-        self.fixed = 0
-        self._shown: dict | None = None  # the images an earlier run recorded as shown (read once, on resume)
 
-    def judge(self, keys, attempts, data: bytes, storage_key: str, spec: GenerationSpec | None, expected=None) -> Image.Image:
-        view = keys[0][1]
-        expected = expected or ((spec.width, spec.height) if spec is not None else None)
-        result = self.gates.assess_image(data, view=view, expected_size=expected)
-        assessment = result.assessment
-        shown_bytes = data
-        if result.fixed_png is not None:
-            shown_bytes = result.fixed_png
-            fixed = self.store.put_content_addressed(result.fixed_png)
-            height, width = result.thumbnail_source.shape[:2]
-            self.state_db.save_fixes(
-                [
-                    {"batch_id": self.batch_id, "sku": sku, "view": v, "attempt": attempts[(sku, v)], "fixes": assessment.fixes,
-                     "source_key": storage_key, "storage_key": fixed.key, "sha256": fixed.sha256, "width": width, "height": height,
-                     "created_at": utcnow()}
-                    for sku, v in keys
-                ]
-            )
-            self.fixed += len(keys)
-        rows = []
-        for key in keys:
-            item_assessment, retry = judge_attempt(assessment, self.prompt_verdicts.get(key))
-            row = {"batch_id": self.batch_id, "sku": key[0], "view": key[1], "stage": "image", "attempt": attempts[key],
-                   **item_assessment.as_row(), "created_at": utcnow()}
-            rows.append(row)
-            self._keep(key, attempts[key], row, retry)
-        self.state_db.save_verdicts(rows)
-        return Image.open(io.BytesIO(shown_bytes))
-
-    def remember(self, key, attempt: int, verdict: dict, data: bytes) -> Image.Image:
-        """A verdict stored by an earlier run for the same image (the gates are deterministic)."""
-        shown = None
-        if verdict["scores"].get("fixes"):
-            if self._shown is None:
-                self._shown = self.state_db.shown_images(self.batch_id)
-            shown = self._shown.get((*key, attempt))
-        retry = verdict["verdict"] != PASS and bool(verdict["scores"].get("regenerable"))
-        self._keep(key, attempt, verdict, retry)
-        return Image.open(io.BytesIO(self.store.get(shown["storage_key"]) if shown and shown["fixed"] else data))
-
-    def _keep(self, key, attempt: int, row: dict, retry: bool) -> None:
-        row["scores"]["regenerable"] = retry
-        self.outcomes[(*key, attempt)] = row
-        self.latest[key] = row
-        self.retry[key] = retry
-
-    def should_retry(self, key) -> bool:
-        return self.retry.get(key, False)
-
-    def summary(self) -> dict:
-        return summarise(list(self.latest.values()))
-
-    def worst(self, limit: int) -> list[dict]:
-        rows = sorted(self.latest.values(), key=lambda r: (-rank(r["verdict"]), r["sku"], r["view"]))
-        return [{**r, "reasons": ", ".join(r["reasons"])} for r in rows if r["verdict"] != PASS][:limit]
+def _preview(state_db: StateDB, maker: PhotoMaker, run: BatchWriter, by_key: dict) -> tuple[str, str]:
+    """The contact sheet: one row per SKU, its source photo first."""
+    records = state_db.source_photo_records(sorted({sku for sku, _ in by_key}))
+    return run.contact_sheet(maker.source_keys({(r["sku"], r["ref"]): r for r in records}))
 
 
 def _account_run(context, state_db: StateDB, gpu_hour_price: float, *, batch_id: str, model_id: str, device: str, items: int,

@@ -61,6 +61,7 @@ def publish_batch(state_db: StateDB, image_store: ImageStore, batch_id: str) -> 
     shown = state_db.shown_images(batch_id)  # per attempt: the compliance-fixed image where a fix was applied
     finals = state_db.final_verdicts(batch_id)
     items = {(i["sku"], i["view"]): i for i in state_db.batch_items(batch_id)}
+    provenance = state_db.provenance(batch_id)  # how each attempt's image was made
     now = utcnow()
     manifest_rows, current_rows, withheld = [], [], []
     for final in finals:
@@ -72,7 +73,10 @@ def publish_batch(state_db: StateDB, image_store: ImageStore, batch_id: str) -> 
         if not image_store.exists(public_key):
             image_store.copy(receipt["storage_key"], public_key)
         url = image_store.url(public_key)
-        manifest_rows.append({**receipt, "key": public_key, "url": url})
+        made = provenance.get((receipt["sku"], receipt["view"], receipt["attempt"])) or {}
+        manifest_rows.append({**receipt, "key": public_key, "url": url, "mode": made.get("mode", "text"), "generated": made.get("generated", True),
+                              "illustrative": made.get("illustrative", True), "source_photo": made.get("source_ref", ""),
+                              "source_sha256": made.get("source_sha256", "")})
         current_rows.append(
             {
                 "sku": receipt["sku"],

@@ -1,7 +1,7 @@
 """Asset checks, one file per asset file they guard (mirroring zimage_assets/assets/).
 
 prompts.py  prompt_safety on product_prompts[batch]
-images.py   image_safety, image_quality, marketplace_compliance on product_images[batch]
+images.py   image_safety, image_quality, marketplace_compliance, product_preservation on product_images[batch]
 reports.py  skus_within_sla on catalog_coverage
 batch_invariance.py  batch_invariance on product_images[batch]
 """

@@ -1,4 +1,5 @@
-"""The image checks of product_images[batch]: image safety, image quality, marketplace compliance.
+"""The image checks of product_images[batch]: image safety, image quality, marketplace compliance,
+product preservation (the product's pixels are the merchant's photo; text images are illustrative).
 
 Each reads the verdicts product_images recorded and summarises the batch for its gate: counts per
 verdict, the most common reasons, the worst items with their reasons and thumbnails (see
@@ -37,7 +38,7 @@ def _thumbnails(state_db: StateDB, image_store: ImageStore, batch_id: str, worst
 def _image_check(gate: str, label: str):
     @partitioned_check(
         asset=product_images,
-        name=f"image_{gate}" if gate != "compliance" else "marketplace_compliance",
+        name={"compliance": "marketplace_compliance", "preservation": "product_preservation"}.get(gate, f"image_{gate}"),
         description=f"{label} verdicts of the batch's images (last attempt of each item)",
     )
     def _check(
@@ -58,6 +59,15 @@ def _image_check(gate: str, label: str):
                 name = str((row.get("scores") or {}).get("profile", "none"))
                 profiles[name] = profiles.get(name, 0) + 1
             extra["profiles"] = dg.MetadataValue.json(profiles)
+        if gate == "preservation":
+            modes: dict[str, int] = {}
+            for row in rows:
+                mode = str((row.get("scores") or {}).get("mode", "text"))
+                modes[mode] = modes.get(mode, 0) + 1
+            extra["modes"] = dg.MetadataValue.json(modes)
+            diffs = [(row.get("scores") or {}).get("preservation_max_abs_diff") for row in rows]
+            diffs = [d for d in diffs if d is not None]
+            extra["max_abs_diff"] = max(diffs) if diffs else 0
         if gate == "quality":
             attempts = [r.get("attempt", 0) for r in rows]
             extra["regenerated_items"] = sum(1 for a in attempts if a > 0)
@@ -70,5 +80,6 @@ def _image_check(gate: str, label: str):
 image_safety = _image_check("safety", "image safety")
 image_quality = _image_check("quality", "image quality")
 marketplace_compliance = _image_check("compliance", "marketplace compliance")
+product_preservation = _image_check("preservation", "product preservation")
 
-IMAGE_CHECKS = [image_safety, image_quality, marketplace_compliance]
+IMAGE_CHECKS = [image_safety, image_quality, marketplace_compliance, product_preservation]

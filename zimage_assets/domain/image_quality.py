@@ -90,28 +90,8 @@ def load_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> LoadedImage:
     """
     if not data:
         raise ImageLoadError("empty_file", "the file is empty (0 bytes)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ImageLoadError("image_too_large", f"{width}x{height} is more than {max_pixels:,} pixels; not decoded")
-            frames = getattr(image, "n_frames", 1) if image.format in ANIMATED_FORMATS else 1
-            if frames > 1:  # judging one frame would pass an image the shop shows moving
-                raise ImageLoadError(
-                    "animated_image", f"animated {image.format} with {frames} frames: a product image must be a still image; export one frame"
-                )
-            image.load()
-    except ImageLoadError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageLoadError("image_too_large", f"decompression bomb refused: {_plain(exc)}") from None
-    except Image.UnidentifiedImageError:
-        raise ImageLoadError("unreadable_image", "cannot decode the image: not an image format Pillow can read (JPEG, PNG, WebP, GIF, TIFF...)") from None
-    except Exception as exc:  # noqa: BLE001 - PIL raises many types for bad data
-        kind = "truncated_image" if "truncated" in str(exc).lower() else "unreadable_image"
-        raise ImageLoadError(kind, f"cannot decode the image: {type(exc).__name__}: {_plain(exc)}") from None
+    image = open_image(data, max_pixels=max_pixels, animated="refuse")
+    width, height = image.size
     info: dict[str, Any] = {"format": image.format or "", "mode": image.mode, "width": width, "height": height}
     quality = jpeg_file_quality(image)
     if quality is not None:
@@ -125,6 +105,39 @@ def load_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> LoadedImage:
         info["alpha_flattened"] = True
     info["width"], info["height"] = rgb.shape[1], rgb.shape[0]
     return LoadedImage(rgb=rgb, info=info)
+
+
+def open_image(data: bytes, *, max_pixels: int = MAX_PIXELS, animated: str = "refuse") -> Image.Image:
+    """Open and decode an image, refusing bombs from the header before decoding.
+
+    `animated`: "refuse" (an image the shop would show moving is `animated_image`: product images
+    must be still) or "first_frame" (a source photo: its first frame is used, and the caller says so).
+    ImageLoadError `image_too_large`, `animated_image`, `truncated_image` or `unreadable_image` otherwise.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageLoadError("image_too_large", f"{width}x{height} is more than {max_pixels:,} pixels; not decoded")
+            frames = getattr(image, "n_frames", 1) if image.format in ANIMATED_FORMATS else 1
+            if frames > 1 and animated == "refuse":  # judging one frame would pass an image the shop shows moving
+                raise ImageLoadError(
+                    "animated_image", f"animated {image.format} with {frames} frames: a product image must be a still image; export one frame"
+                )
+            image.load()
+            return image
+    except ImageLoadError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageLoadError("image_too_large", f"decompression bomb refused: {_plain(exc)}") from None
+    except Image.UnidentifiedImageError:
+        raise ImageLoadError("unreadable_image", "cannot decode the image: not an image format Pillow can read (JPEG, PNG, WebP, GIF, TIFF...)") from None
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types for bad data
+        text = str(exc).lower()
+        kind = "truncated_image" if "truncated" in text or "broken data stream" in text else "unreadable_image"
+        raise ImageLoadError(kind, f"cannot decode the image: {type(exc).__name__}: {_plain(exc)}") from None
 
 
 def _plain(exc: Exception) -> str:

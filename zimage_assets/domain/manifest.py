@@ -1,5 +1,9 @@
 """The per-batch manifest of published images, as CSV and JSON bytes.
 
+Besides where each image is and what made it, every row says how it was made: `mode` (photo,
+scene, text), `generated` (a model made some of its pixels: the EU AI Act's transparency duty),
+`illustrative` (the product itself is generated, text-to-image) and the source photo it shows.
+
 The CSV is for people and spreadsheets: text cells that would run as a formula are written
 safely (`spreadsheet_cell`); the JSON keeps every value as it is.
 """
@@ -13,7 +17,8 @@ from typing import Mapping, Sequence
 
 from zimage_assets.domain.spreadsheet import spreadsheet_cell
 
-MANIFEST_COLUMNS = ["sku", "view", "url", "key", "width", "height", "spec_hash", "sha256", "seed", "model_id"]
+MANIFEST_COLUMNS = ["sku", "view", "url", "key", "width", "height", "spec_hash", "sha256", "seed", "model_id",
+                    "mode", "generated", "illustrative", "source_photo", "source_sha256"]
 
 
 def manifest_csv(rows: Sequence[Mapping]) -> bytes:

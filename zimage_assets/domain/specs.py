@@ -69,3 +69,55 @@ def build_spec(
         scheduler=model.scheduler,
         max_sequence_length=model.max_sequence_length,
     )
+
+
+# ---- photo-first: images made from the merchant's photo ----
+
+#: The receipt's model of an image no model made (the `photo` mode).
+NO_MODEL = "none"
+
+
+@dataclass(frozen=True)
+class PhotoSpec:
+    """What exactly produces a photo or scene image: the source photo's bytes, the cut-out's method
+    and version, the placement asked for, the frame, the compositor, and for a scene the painting's
+    model call. A changed photo or segmenter gives a new hash (regenerated); an unchanged one the
+    same hash (a cache hit)."""
+
+    mode: str  # photo | scene
+    source_sha256: str
+    mask_method: str
+    mask_version: str
+    placement: str  # canonical JSON of the view's placement request (fill, position, shadow)
+    width: int
+    height: int
+    compositor_version: str
+    generation: GenerationSpec | None = None  # scene: the inpaint call (prompt, seed, model, steps)
+
+    @property
+    def spec_hash(self) -> str:
+        canonical = json.dumps(asdict(self), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(("photo-spec:" + canonical).encode("utf-8")).hexdigest()
+
+    @property
+    def generated(self) -> bool:
+        return self.generation is not None
+
+    def receipt_fields(self) -> dict:
+        """The model columns of a receipt: the painting's for a scene, `none` for a photo."""
+        g = self.generation
+        if g is None:
+            return {"model_id": NO_MODEL, "revision": "", "scheduler": "", "steps": 0, "guidance_scale": 0.0, "seed": 0}
+        return {"model_id": g.model_id, "revision": g.revision, "scheduler": g.scheduler, "steps": g.steps, "guidance_scale": g.guidance_scale, "seed": g.seed}
+
+
+def receipt_fields(spec: "GenerationSpec | PhotoSpec") -> dict:
+    """The model columns of a receipt for any spec."""
+    if isinstance(spec, PhotoSpec):
+        return spec.receipt_fields()
+    return {"model_id": spec.model_id, "revision": spec.revision, "scheduler": spec.scheduler, "steps": spec.steps,
+            "guidance_scale": spec.guidance_scale, "seed": spec.seed}
+
+
+def spec_mode(spec: "GenerationSpec | PhotoSpec") -> str:
+    return spec.mode if isinstance(spec, PhotoSpec) else "text"

@@ -50,3 +50,13 @@ def validate_key(key: str) -> str:
     if not key or any(not _SEGMENT.match(p) or p in {".", ".."} or ".." in p for p in parts):
         raise ValueError(f"unsafe storage key {key!r}")
     return key
+
+
+def source_photo_key(sha256_hex: str, extension: str) -> str:
+    """Content-addressed key of a merchant's source photo, as fetched: same bytes, same key."""
+    return f"sources/{sha256_hex[:2]}/{sha256_hex}.{safe_segment(extension)}"
+
+
+def cutout_key(sha256_hex: str) -> str:
+    """Content-addressed key of a cut-out (RGBA PNG of the product)."""
+    return f"cutouts/{sha256_hex[:2]}/{sha256_hex}.png"

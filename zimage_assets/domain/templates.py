@@ -10,11 +10,13 @@ import hashlib
 import json
 import re
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
+
+from zimage_assets.domain.view_modes import DEFAULT_PHOTO_ROLES, ViewMode, parse_photo_roles, parse_view_mode
 
 PLACEHOLDERS = frozenset({"subject", "product_name", "color", "material", "category", "details"})
 SIZE_MULTIPLE = 16
@@ -34,6 +36,7 @@ class ViewTemplate:
     width: int
     height: int
     prompt: str
+    photo: ViewMode = ViewMode()  # mode (photo | scene | text), photo roles, placement: domain/view_modes.py
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class TemplateSet:
     category_views: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]  # (prefix segments, views)
     default_views: tuple[str, ...]
     source: str
+    photo_roles: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_PHOTO_ROLES))  # file-name conventions
 
     def views_for_category(self, category: str) -> tuple[str, ...]:
         segments = _segments(category)
@@ -101,6 +105,7 @@ def parse_templates(raw: Any, source: str = "<memory>") -> TemplateSet:
         category_views=tuple(category_views),
         default_views=default_views,
         source=source,
+        photo_roles=parse_photo_roles(raw.get("photo_roles"), source, TemplateError),
     )
 
 
@@ -128,7 +133,7 @@ def _parse_view(name: str, body: Any, source: str) -> ViewTemplate:
             f"{source}: view {name!r} uses unknown placeholder(s) {sorted(unknown)}; "
             f"known: {sorted(PLACEHOLDERS)}"
         )
-    return ViewTemplate(name=name, width=width, height=height, prompt=prompt)
+    return ViewTemplate(name=name, width=width, height=height, prompt=prompt, photo=parse_view_mode(name, body, source, TemplateError))
 
 
 def _segments(category: str) -> list[str]:

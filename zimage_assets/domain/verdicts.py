@@ -127,8 +127,14 @@ COMPLIANCE_CODES = frozenset(
 )
 
 
+# Product preservation: the product's pixels are the merchant's photo, or the image says it is illustrative.
+PRESERVATION_CODES = frozenset({"product_altered", "product_off_centre", "illustrative", "photo_fallback", "photo_converted"})
+
+
 def gate_of(code: str) -> str:
-    """`safety`, `compliance`, `prompt` or `quality` for an image reason code."""
+    """`safety`, `compliance`, `preservation`, `prompt` or `quality` for an image reason code."""
+    if code in PRESERVATION_CODES:
+        return "preservation"
     if code in SAFETY_CODES:
         return "safety"
     if code in COMPLIANCE_CODES:

@@ -11,7 +11,7 @@ defaults, for code that builds a resource by hand.
 
 The fields of `Settings` (each with its `# ZIMAGE_...:` comment) are the variable table; each
 topic's values are read and checked in its own module beside this one: `operations.py`,
-`quality.py`, `scaleout.py`, `requests.py`, `speed.py`; `checks.py` (model, device, database);
+`quality.py`, `photos.py`, `scaleout.py`, `requests.py`, `speed.py`; `checks.py` (model, device, database);
 `values.py` (reading one variable); `defaults.py`.
 """
 
@@ -23,17 +23,20 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from zimage_assets.settings.checks import db_url, device, dtype, model_folder
-from zimage_assets.settings.defaults import DEFAULTS
+from zimage_assets.settings.defaults import (  # noqa: F401 - re-exported
+    DEFAULT_TEMPLATES,
+    DEFAULTS,
+    PACKAGE_DIR,
+    SAMPLE_CATALOG,
+    SAMPLE_MEDIA,
+)
 from zimage_assets.settings.operations import operations_settings
+from zimage_assets.settings.photos import photo_settings
 from zimage_assets.settings.quality import quality_settings
 from zimage_assets.settings.requests import request_settings
 from zimage_assets.settings.scaleout import scaleout_settings
 from zimage_assets.settings.speed import speed_settings
 from zimage_assets.settings.values import choice, integer, number, pool_suffix
-
-PACKAGE_DIR = Path(__file__).resolve().parent.parent
-SAMPLE_CATALOG = PACKAGE_DIR / "sample_data" / "products.csv"
-DEFAULT_TEMPLATES = PACKAGE_DIR / "templates" / "default.yaml"
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,16 @@ class Settings:
     amqp_url: str  # ZIMAGE_AMQP_URL: RabbitMQ the intake reads, amqp://user:pass@host:5672/vhost ('' = no intake)
     intake_queue_prefix: str  # ZIMAGE_INTAKE_QUEUE_PREFIX: the intake's queues PREFIX.high, .normal, .low and PREFIX.dead
     intake_key_id: str  # ZIMAGE_INTAKE_KEY_ID: the API key that owns (and may read) the intake's tasks ('' = none)
+    # ---- photo-first: the merchant's photos ----
+    media_root: str  # ZIMAGE_MEDIA_ROOT: folder, s3://bucket/prefix or https:// base URL relative photo references resolve under
+    media_allowed_hosts: tuple  # ZIMAGE_MEDIA_ALLOWED_HOSTS: hosts absolute photo URLs may name ('.example.com' = subdomains too)
+    media_private_hosts: tuple  # ZIMAGE_MEDIA_PRIVATE_HOSTS: of those, hosts allowed to resolve to loopback / private addresses
+    media_max_bytes: int  # ZIMAGE_MEDIA_MAX_BYTES: larger source photos are refused
+    media_timeout_seconds: float  # ZIMAGE_MEDIA_TIMEOUT_SECONDS: per attempt to fetch one photo
+    media_max_attempts: int  # ZIMAGE_MEDIA_MAX_ATTEMPTS: tries per photo for failures that may pass (timeouts, 5xx)
+    segmenter: str  # ZIMAGE_SEGMENTER: default (weight-free cut-out) or onnx:/path/model.onnx
+    mask_min_confidence: float  # ZIMAGE_MASK_MIN_CONFIDENCE: cut-outs less sure than this go to REVIEW (text fallback)
+    illustrative_review: bool  # ZIMAGE_ILLUSTRATIVE_REVIEW: text-to-image images (no real product) go to REVIEW
     # ---- GPU speed options and batch invariance ----
     compile: str  # ZIMAGE_COMPILE: off | buckets (torch.compile the transformer blocks, prompt-length buckets) | dynamic (symbolic shapes)
     attention_backend: str  # ZIMAGE_ATTENTION_BACKEND: diffusers attention backend (native = PyTorch SDPA; *_hub backends are refused)
@@ -162,6 +175,7 @@ class Settings:
             **scaleout_settings(env, gpu_pool),
             **request_settings(env, model),
             **speed_settings(env),
+            **photo_settings(env),
         )
 
     def describe(self) -> dict[str, str]:

@@ -1,6 +1,13 @@
 """Every setting's default, written once: `Settings.from_env` and the resources' field defaults use these."""
 
+from pathlib import Path
+
 from zimage_assets.domain.prompt_safety import DEFAULT_MAX_CHARS
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # zimage_assets/
+SAMPLE_CATALOG = PACKAGE_DIR / "sample_data" / "products.csv"
+SAMPLE_MEDIA = PACKAGE_DIR / "sample_data" / "media"  # the sample catalog's photos (a few of them)
+DEFAULT_TEMPLATES = PACKAGE_DIR / "templates" / "default.yaml"
 
 DEFAULTS: dict = {
     "model": "tiny",  # the offline random-weight Z-Image: tests and the demo
@@ -25,6 +32,12 @@ DEFAULTS: dict = {
     # including bare-chested male models in sportswear, stay below the REVIEW threshold.
     "nsfw_review_threshold": 0.6,
     "nsfw_block_threshold": 0.85,
+    # photo-first
+    "media_max_bytes": 25 * 1024 * 1024,
+    "media_timeout_seconds": 15.0,
+    "media_max_attempts": 3,
+    "segmenter": "default",  # the weight-free border / GrabCut cut-out
+    "mask_min_confidence": 0.6,  # benchmarks/bench_photos.py: studio photos >= 0.9, busy backgrounds <= 0.45
     # ---- beyond one GPU ----
     "executor": "in_process",
     "celery_broker_url": "pyamqp://guest@127.0.0.1:5672//",

@@ -13,6 +13,11 @@ generic
     parent_sku   no       makes the row a ``variant`` of that SKU; referenced rows are ``parent``
     <attribute>  no       any column whose normalised name is in IMAGE_ATTRIBUTES or a synonym
     attr_<name>  no       an explicit attribute column, kept even if not in IMAGE_ATTRIBUTES
+    image        no       the main photo (also ``image_url``, ``main_image``, ``base_image``);
+                          ``image_label`` / ``image_alt`` its label
+    images       no       photos, comma / newline / ``|`` separated (the first is the main one
+                          when there is no ``image`` column; also ``additional_images``)
+    image_<role> no       a photo with that role, e.g. ``image_back``, ``image_side``
     ============ ======== ===========================================================
 
     Other columns (price, stock...) are ignored. A ``mapping`` (see the package docstring)
@@ -25,6 +30,7 @@ Magento fixture shape (see :mod:`.magento`), which is this table without ``paren
 
 from __future__ import annotations
 
+from zimage_assets.domain.catalog import photos
 from zimage_assets.domain.catalog.normalising import (
     IMAGE_ATTRIBUTES,
     WS,
@@ -72,6 +78,7 @@ def parse_flat(c: Columns, rej: Rejects, skip: set[int], *,
         c.iter("description"), c.iter("parent_sku") if read_parent_sku else c.iter(),
         zip(*[c.iter_col(col) for col in attr_names]) if attr_names else c.iter(const=()),
     )
+    photo_rows = _photo_rows(c)
     cands: list[Candidate] = []
     norm_value = normalise_value
     ws_sub = WS.sub
@@ -94,10 +101,21 @@ def parse_flat(c: Columns, rej: Rejects, skip: set[int], *,
             row=i + 1, sku=sku.strip(), title=title, product_name=title,
             category=category_path(cat), attributes=attrs,
             description=html_to_text(desc), parent_sku=parent.strip(),
-            sku_field=sku_field, title_field=title_field,
+            sku_field=sku_field, title_field=title_field, photos=photo_rows[i] if photo_rows else None,
         ))
     _link_by_parent_sku(cands)
     return cands
+
+
+def _photo_rows(c: Columns) -> list[list[dict]] | None:
+    """Each row's photo references (see .photos), or None when the table has no photo column."""
+    main, listed, label, roles = photos.generic_photo_columns(c.raw.columns)
+    if not (main or listed or roles):
+        return None
+    cells = [c.values(col) if col else [""] * c.n for col in (main, listed, label)]
+    role_cells = [(role, c.values(col)) for role, col in roles]
+    return [photos.generic_photos(cells[0][i], cells[1][i], cells[2][i], [(r, v[i]) for r, v in role_cells])
+            for i in range(c.n)]
 
 
 def _link_by_parent_sku(cands: list[Candidate]) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 
+from zimage_assets.domain.catalog import photos
 from zimage_assets.domain.catalog.generic import parse_flat
 from zimage_assets.domain.catalog.normalising import (
     add_attribute,
@@ -127,6 +128,8 @@ def _parse_full_export(c: Columns, rej: Rejects, skip: set[int]) -> list[Candida
     adds = c.get("additional_attributes")
     variations = c.get("configurable_variations")
     name_col = c.name("name") or "name"
+    images = [c.get(k) for k in ("base_image", "base_image_label", "small_image", "small_image_label", "thumbnail_image",
+                                 "thumbnail_image_label", "additional_images", "additional_image_labels")]
 
     cands: list[Candidate] = []
     # child sku -> (parent candidate, the variation's own pairs)
@@ -166,7 +169,7 @@ def _parse_full_export(c: Columns, rej: Rejects, skip: set[int]) -> list[Candida
             category=_full_export_category(cats[i]), attributes=_magento_attrs(pairs),
             description=html_to_text(descs[i] or shorts[i]),
             kind="parent" if ptype == "configurable" else "simple",
-            sku_field=sku_col, title_field=name_col,
+            sku_field=sku_col, title_field=name_col, photos=photos.magento_photos(*(col[i] for col in images)),
         )
         cands.append(cand)
         for var in var_list:

@@ -30,7 +30,9 @@ Output
 - ``source_row``: 1-based data-row number (header excluded); rejects use the same numbers.
 - ``note``: how the row was interpreted when that is not obvious (derived SKU, missing parent...).
 - ``content_hash``: :func:`content_hash` of product_name, category, attributes without the
-  :data:`NON_VISUAL_ATTRIBUTES` keys (size), description. Sizes of one colour share a hash.
+  :data:`NON_VISUAL_ATTRIBUTES` keys (size), description; with the photo references folded in
+  (:func:`~.photos.hash_with_photos`). Sizes of one colour share a hash.
+- ``photos``: JSON list of the row's photo references, in order (:mod:`.photos`).
 
 Text fields (title, product_name, category, description, attribute keys and values) never keep
 control characters (NUL, ESC, ... and the bidirectional override controls): they are removed
@@ -61,11 +63,12 @@ from typing import Any
 
 import pandas as pd
 
+from zimage_assets.domain.catalog import photos as photo_refs
 from zimage_assets.domain.catalog.normalising import column_key, content_hash
 
 SKU_COLUMNS = [
     "sku", "title", "product_name", "category", "attributes", "description",
-    "parent_sku", "kind", "source_row", "note", "content_hash",
+    "parent_sku", "kind", "source_row", "note", "content_hash", "photos",
 ]
 REJECT_COLUMNS = ["row", "sku", "field", "value", "reason"]
 MAX_SKU_LENGTH = 255
@@ -139,6 +142,7 @@ class Candidate:
     notes: list | None = None
     sku_field: str = "sku"
     title_field: str = "title"
+    photos: list | None = None  # photo references, see .photos
 
     def add_note(self, text: str) -> None:
         if self.notes is None:
@@ -253,6 +257,7 @@ def inherit(cand: Candidate, parent: Candidate | None, parent_ref: str,
     for key, value in parent.attributes.items():
         if key not in mentioned:
             cand.attributes[key] = value
+    photo_refs.inherit_photos(cand, parent)
 
 
 def finalise(cands: list[Candidate], rej: Rejects, rows_read: int) -> pd.DataFrame:
@@ -266,7 +271,7 @@ def finalise(cands: list[Candidate], rej: Rejects, rows_read: int) -> pd.DataFra
     o_sku, o_title, o_pname = out["sku"], out["title"], out["product_name"]
     o_cat, o_attrs, o_desc = out["category"], out["attributes"], out["description"]
     o_parent, o_kind, o_row = out["parent_sku"], out["kind"], out["source_row"]
-    o_note, o_hash = out["note"], out["content_hash"]
+    o_note, o_hash, o_photos = out["note"], out["content_hash"], out["photos"]
     seen: dict[str, int] = {}  # sku -> its position in the output lists
     dumps = json.dumps
     control = _CONTROL.search
@@ -300,9 +305,9 @@ def finalise(cands: list[Candidate], rej: Rejects, rows_read: int) -> pd.DataFra
         first = seen.get(sku)
         if first is not None:
             same = (o_title[first], o_pname[first], o_cat[first], o_attrs[first], o_desc[first],
-                    o_parent[first], o_kind[first]) == (
+                    o_parent[first], o_kind[first], o_photos[first]) == (
                 cand.title, cand.product_name, cand.category, attrs_json, cand.description,
-                cand.parent_sku, cand.kind)
+                cand.parent_sku, cand.kind, photo_refs.photos_json(cand.photos))
             if same:
                 rej.add(row, sku, cand.sku_field, sku,
                         f"duplicate_identical: same SKU and content as row {o_row[first]}")
@@ -322,8 +327,10 @@ def finalise(cands: list[Candidate], rej: Rejects, rows_read: int) -> pd.DataFra
         o_kind.append(cand.kind)
         o_row.append(row)
         o_note.append("; ".join(cand.notes) if cand.notes else "")
-        o_hash.append(
-            content_hash(cand.product_name, cand.category, cand.attributes, cand.description))
+        o_hash.append(photo_refs.hash_with_photos(
+            content_hash(cand.product_name, cand.category, cand.attributes, cand.description),
+            cand.photos))
+        o_photos.append(photo_refs.photos_json(cand.photos))
     cands.clear()
     del seen
     # Belt and braces for the invariant: any row neither accepted nor rejected is rejected.

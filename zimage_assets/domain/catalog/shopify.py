@@ -28,6 +28,7 @@ shopify
 
 from __future__ import annotations
 
+from zimage_assets.domain.catalog import photos
 from zimage_assets.domain.catalog.normalising import (
     add_attribute,
     category_path,
@@ -77,6 +78,7 @@ def parse(c: Columns, rej: Rejects, skip: set[int]) -> list[Candidate]:
     types = c.get("type")
     pcats = c.get("product category")
     images = c.get("image src")
+    image_positions, image_alts, variant_images = c.get("image position"), c.get("image alt text"), c.get("variant image")
     vskus = c.get("variant sku")
     opt_names = [c.get(f"option{k} name") for k in (1, 2, 3)]
     opt_values = [c.get(f"option{k} value") for k in (1, 2, 3)]
@@ -129,6 +131,7 @@ def parse(c: Columns, rej: Rejects, skip: set[int]) -> list[Candidate]:
             names.append(nm)
         category = _product_category(pcats[prod]) or category_path(types[prod])
         description = html_to_text(bodies[prod])
+        product_photos = photos.shopify_product_photos([(images[i], image_positions[i], image_alts[i]) for i in idxs])
         product_attrs: dict[str, str] = {}
         for key, vals in product_attr_cols:
             v = vals[prod]
@@ -167,6 +170,7 @@ def parse(c: Columns, rej: Rejects, skip: set[int]) -> list[Candidate]:
                 row=i + 1, sku=sku or handle, title=title, product_name=title,
                 category=category, attributes=dict(product_attrs), description=description,
                 sku_field=vsku_col, title_field=title_col,
+                photos=photos.variant_photos(variant_images[i], {}, {}, product_photos),
             )
             if not sku:
                 cand.add_note("sku is the Handle (no Variant SKU)")
@@ -194,6 +198,7 @@ def parse(c: Columns, rej: Rejects, skip: set[int]) -> list[Candidate]:
                 product_name=title, category=category, attributes=attrs,
                 description=description, parent_sku=handle, kind="variant", notes=notes,
                 sku_field=vsku_col, title_field=title_col,
+                photos=photos.variant_photos(variant_images[i], attrs, product_attrs, product_photos),
             ))
     return cands
 

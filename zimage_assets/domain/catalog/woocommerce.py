@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 
+from zimage_assets.domain.catalog import photos
 from zimage_assets.domain.catalog.normalising import (
     WS,
     add_attribute,
@@ -63,6 +64,7 @@ def parse(c: Columns, rej: Rejects, skip: set[int]) -> list[Candidate]:
     shorts = c.get("short description")
     cats = c.get("categories")
     parents = c.get("parent")
+    images = c.get("images")
     sku_col = c.name("sku") or "SKU"
     name_col = c.name("name") or "Name"
     slots: dict[str, dict[str, str]] = {}
@@ -110,7 +112,7 @@ def parse(c: Columns, rej: Rejects, skip: set[int]) -> list[Candidate]:
             product_name=one_line(names[i]),
             category=_categories(cats[i]), attributes=attrs,
             description=html_to_text(descs[i] or shorts[i]), kind=kind,
-            sku_field=sku_col, title_field=name_col,
+            sku_field=sku_col, title_field=name_col, photos=photos.woocommerce_photos(images[i]),
         )
         cands.append(cand)
         woo_kind.append(kind)
