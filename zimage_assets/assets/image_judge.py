@@ -19,6 +19,7 @@ from resources.quality_gates import QualityGates
 from resources.state_db import StateDB, utcnow
 from zimage_assets.domain.gates import judge_attempt
 from zimage_assets.domain.preservation import illustrative
+from zimage_assets.domain.requests import REQUEST_VIEW
 from zimage_assets.domain.specs import PhotoSpec, spec_mode
 from zimage_assets.domain.verdicts import PASS, combine, rank, summarise
 
@@ -66,7 +67,7 @@ class Judge:
         rows = []
         for key in keys:
             item_assessment, retry = judge_attempt(assessment, self.prompt_verdicts.get(key))
-            if mode == "text":
+            if mode == "text" and key[1] != REQUEST_VIEW:  # a catalog product drawn by the model (a free prompt asked for a drawing)
                 item_assessment = combine([item_assessment, illustrative(self.gates.illustrative_review, self.maker.fallback_reason(key))])
             retry = retry and mode != "photo"  # a photo image is deterministic: another seed changes nothing
             row = {"batch_id": self.batch_id, "sku": key[0], "view": key[1], "stage": "image", "attempt": attempts[key],

@@ -47,7 +47,7 @@ def batch_invariance(
         if item is None or item["prompt"] is None:
             continue
         spec = build_spec(model, prompt=item["prompt"], negative_prompt=item["negative_prompt"] or "",
-                          width=receipt["width"], height=receipt["height"], seed=receipt["seed"])
+                          width=receipt["width"], height=receipt["height"], seed=receipt["seed"], steps=item.get("steps"))
         if spec.spec_hash == receipt["spec_hash"]:  # not made by another model, revision or step count
             pairs.append((receipt, spec))
 
