@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import re
 import subprocess
@@ -130,6 +132,13 @@ def test_helm_values_keep_the_run_queue_priorities_and_pools_of_dagster_yaml():
         "tagConcurrencyLimits": instance["concurrency"]["runs"]["tag_concurrency_limits"],
     }
     assert values["dagsterDaemon"]["runRetries"] == {"enabled": True, "maxRetries": instance["run_retries"]["max_retries"]}
+    monitoring = instance["run_monitoring"]
+    assert values["dagsterDaemon"]["runMonitoring"] == {
+        "enabled": monitoring["enabled"],
+        "pollIntervalSeconds": monitoring["poll_interval_seconds"],
+        "startTimeoutSeconds": monitoring["start_timeout_seconds"],
+        "maxResumeRunAttempts": monitoring["max_resume_run_attempts"],
+    }
     assert values["telemetry"] == instance["telemetry"]
 
 
@@ -161,11 +170,16 @@ def test_autoscaling_queries_are_promql_over_metrics_the_project_exports(tmp_pat
     assert hpa["spec"]["metrics"][0]["external"]["metric"]["name"] == rule["name"]["as"]
 
 
-def test_the_deploy_pieces_agree_with_each_other_and_with_the_settings():
+def test_the_deploy_pieces_agree_with_each_other_and_with_the_settings(tmp_path):
     from zimage_assets.settings import Settings
 
     env = _objects("ConfigMap")["zimage-env"]["data"]
-    settings = Settings.from_env(env)  # every value in the ConfigMap is a valid setting
+    # Every value in the ConfigMap is a valid setting; the weights folder exists on the pod's volume
+    # only, so here an empty folder stands in for it while everything else is checked as written.
+    stand_in = tmp_path / "weights"
+    stand_in.mkdir()
+    checked = Settings.from_env({**env, "ZIMAGE_MODEL_PATH": str(stand_in)})
+    settings = dataclasses.replace(checked, model_path=env["ZIMAGE_MODEL_PATH"])
     deployments = _objects("Deployment")
     gpu = deployments["zimage-gpu-worker"]
     pod = gpu["spec"]["template"]["spec"]
