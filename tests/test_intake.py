@@ -15,7 +15,6 @@ from datetime import datetime, timezone
 
 import pika
 import pytest
-
 from api_harness import Vhost, api_environment, new_key, wait_for
 from conftest import REPO, Project
 from daemon_harness import evaluate_sensor
@@ -65,10 +64,10 @@ class Intake:
         )  # fmt: skip
 
     def tasks(self) -> list[dict]:
-        from resources.state_db import tables as t
+        from resources.state_db import request_tables as rt
 
         with self.state_db.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(t.request_tasks.select().order_by(t.request_tasks.c.task_id))]
+            return [dict(r._mapping) for r in conn.execute(rt.request_tasks.select().order_by(rt.request_tasks.c.task_id))]
 
 
 def message(task_id: str, priority: str | None = None, **payload) -> dict:

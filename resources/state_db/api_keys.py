@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import sqlalchemy as sa
 
-from resources.state_db import tables as t
+from resources.state_db import request_tables as rt
 from resources.state_db.engine import Topic
 
 
@@ -33,7 +33,7 @@ def add_usage(conn: sa.Connection, key_id: str, period: str, started_at: datetim
     write lock before anything is read, so concurrent requests of one key queue here instead of
     failing on a stale snapshot.
     """
-    u = t.api_usage
+    u = rt.api_usage
     stmt = dialect_insert(conn, u).values(key_id=key_id, period=period, started_at=started_at, used=amount)
     stmt = stmt.on_conflict_do_update(index_elements=["key_id", "period", "started_at"], set_={"used": u.c.used + amount})
     return int(conn.execute(stmt.returning(u.c.used)).scalar_one())
@@ -46,20 +46,20 @@ class OverLimit(Exception):
 class ApiKeyState(Topic):
     def add_api_key(self, row: Mapping[str, Any]) -> None:
         with self.engine.begin() as conn:
-            conn.execute(t.api_keys.insert().values(**{**row, "scopes": json.dumps(list(row["scopes"]))}))
+            conn.execute(rt.api_keys.insert().values(**{**row, "scopes": json.dumps(list(row["scopes"]))}))
 
     def api_key(self, key_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(t.api_keys).where(t.api_keys.c.key_id == key_id)).first()
+            row = conn.execute(sa.select(rt.api_keys).where(rt.api_keys.c.key_id == key_id)).first()
         return _key(row) if row else None
 
     def api_keys(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
-            return [_key(r) for r in conn.execute(sa.select(t.api_keys).order_by(t.api_keys.c.created_at, t.api_keys.c.key_id))]
+            return [_key(r) for r in conn.execute(sa.select(rt.api_keys).order_by(rt.api_keys.c.created_at, rt.api_keys.c.key_id))]
 
     def revoke_api_key(self, key_id: str, now: datetime) -> bool:
         """Revoke a key (it stays in the table); False when no such key is active."""
-        k = t.api_keys
+        k = rt.api_keys
         with self.engine.begin() as conn:
             return conn.execute(k.update().where(k.c.key_id == key_id, k.c.revoked_at.is_(None)).values(revoked_at=now)).rowcount > 0
 
@@ -74,7 +74,7 @@ class ApiKeyState(Topic):
         return True
 
     def usage(self, key_id: str, period: str, started_at: datetime) -> int:
-        u = t.api_usage
+        u = rt.api_usage
         query = sa.select(u.c.used).where(u.c.key_id == key_id, u.c.period == period, u.c.started_at == started_at)
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar() or 0)
@@ -82,7 +82,7 @@ class ApiKeyState(Topic):
     def forget_usage(self, before: datetime) -> int:
         """Drop counters of windows that started before `before` (they limit nothing any more)."""
         with self.engine.begin() as conn:
-            return conn.execute(t.api_usage.delete().where(t.api_usage.c.started_at < before)).rowcount
+            return conn.execute(rt.api_usage.delete().where(rt.api_usage.c.started_at < before)).rowcount
 
 
 def _key(row) -> dict[str, Any]:

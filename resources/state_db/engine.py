@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, Ty
 
 import sqlalchemy as sa
 
+from resources.state_db import photo_tables, request_tables  # noqa: F401 - their tables join t.metadata
 from resources.state_db import tables as t
 from zimage_assets.domain.timestamps import utcnow  # noqa: F401 - re-exported: the tables' clock
 

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import sqlalchemy as sa
 
-from resources.state_db import tables as t
+from resources.state_db import photo_tables as pt
 from resources.state_db.engine import Topic, chunks, rows_in_chunks, upsert
 
 _JSON_COLUMNS = {"photo_cutouts": ("box", "touches", "notes"), "image_provenance": ("placement",)}
@@ -44,7 +44,7 @@ class PhotoState(Topic):
         """Write the photo references of these SKU rows (each with `sku` and `photos`: a list or its
         JSON), after deleting those of the `replaced` SKUs (rows that were already stored)."""
         for chunk in chunks(list(replaced), 900):
-            conn.execute(t.sku_photos.delete().where(t.sku_photos.c.sku.in_(list(chunk))))
+            conn.execute(pt.sku_photos.delete().where(pt.sku_photos.c.sku.in_(list(chunk))))
         refs = []
         for row in rows:
             photos = row.get("photos") or []
@@ -56,13 +56,13 @@ class PhotoState(Topic):
                 {"sku": row["sku"], "position": int(p.get("position") or i + 1), "ref": p["ref"], "role": p["role"], "label": p.get("label") or ""}
                 for i, p in enumerate(photos)
             ]
-        upsert(conn, t.sku_photos, refs)
+        upsert(conn, pt.sku_photos, refs)
 
     def sku_photos(self, sku_list: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
         """SKU -> its photo references in order (SKUs without photos are absent)."""
         sku_list = list(dict.fromkeys(sku_list))
         out: dict[str, list[dict[str, Any]]] = {}
-        p = t.sku_photos
+        p = pt.sku_photos
         with self.engine.connect() as conn:
             for row in rows_in_chunks(conn, sku_list, lambda chunk: sa.select(p).where(p.c.sku.in_(chunk)).order_by(p.c.sku, p.c.position)):
                 out.setdefault(row.sku, []).append(dict(row._mapping))
@@ -72,16 +72,16 @@ class PhotoState(Topic):
 
     def save_source_photos(self, rows: Sequence[Mapping[str, Any]]) -> None:
         with self.engine.begin() as conn:
-            upsert(conn, t.source_photos, [dict(r) for r in rows])
+            upsert(conn, pt.source_photos, [dict(r) for r in rows])
 
     def source_photo_records(self, sku_list: Iterable[str]) -> list[dict[str, Any]]:
-        s = t.source_photos
+        s = pt.source_photos
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in rows_in_chunks(conn, list(dict.fromkeys(sku_list)), lambda chunk: sa.select(s).where(s.c.sku.in_(chunk)).order_by(s.c.sku, s.c.ref))]
 
     def latest_good_fetches(self, refs: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Reference -> its most recent usable fetch record (any SKU), for conditional re-fetching."""
-        s = t.source_photos
+        s = pt.source_photos
         out: dict[str, dict[str, Any]] = {}
         query = lambda chunk: sa.select(s).where(s.c.ref.in_(chunk), s.c.status != "unusable", s.c.sha256 != "").order_by(s.c.fetched_at)  # noqa: E731
         with self.engine.connect() as conn:
@@ -94,7 +94,7 @@ class PhotoState(Topic):
     def cutouts(self, keys: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], dict[str, Any]]:
         """(sha256, method, version) -> its cut-out record, for those that exist."""
         keys = list(dict.fromkeys(keys))
-        c = t.photo_cutouts
+        c = pt.photo_cutouts
         out = {}
         with self.engine.connect() as conn:
             for row in rows_in_chunks(conn, list({k[0] for k in keys}), lambda chunk: sa.select(c).where(c.c.sha256.in_(chunk))):
@@ -106,26 +106,26 @@ class PhotoState(Topic):
 
     def save_cutout(self, row: Mapping[str, Any]) -> None:
         with self.engine.begin() as conn:
-            upsert(conn, t.photo_cutouts, [_dump(t.photo_cutouts, row)])
+            upsert(conn, pt.photo_cutouts, [_dump(pt.photo_cutouts, row)])
 
     # ---- per item and per attempt ----
 
     def save_item_sources(self, batch_id_: str, rows: Sequence[Mapping[str, Any]]) -> None:
         with self.engine.begin() as conn:
-            upsert(conn, t.item_sources, [{**r, "batch_id": batch_id_} for r in rows])
+            upsert(conn, pt.item_sources, [{**r, "batch_id": batch_id_} for r in rows])
 
     def item_sources(self, batch_id_: str) -> dict[tuple[str, str], dict[str, Any]]:
         """(sku, view) -> the item's mode and photo."""
-        i = t.item_sources
+        i = pt.item_sources
         with self.engine.connect() as conn:
             return {(r.sku, r.view): dict(r._mapping) for r in conn.execute(sa.select(i).where(i.c.batch_id == batch_id_))}
 
     def save_provenance(self, rows: Sequence[Mapping[str, Any]]) -> None:
         with self.engine.begin() as conn:
-            upsert(conn, t.image_provenance, [_dump(t.image_provenance, r) for r in rows])
+            upsert(conn, pt.image_provenance, [_dump(pt.image_provenance, r) for r in rows])
 
     def provenance(self, batch_id_: str) -> dict[tuple[str, str, int], dict[str, Any]]:
         """(sku, view, attempt) -> how that image was made."""
-        p = t.image_provenance
+        p = pt.image_provenance
         with self.engine.connect() as conn:
             return {(r.sku, r.view, r.attempt): _load(p, r) for r in conn.execute(sa.select(p).where(p.c.batch_id == batch_id_))}

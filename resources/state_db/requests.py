@@ -18,8 +18,9 @@ from typing import Any, Mapping, Sequence
 
 import sqlalchemy as sa
 
+from resources.state_db import request_tables as rt
 from resources.state_db import tables as t
-from resources.state_db.api_keys import OverLimit, add_usage, dialect_insert
+from resources.state_db.api_keys import add_usage, dialect_insert
 from resources.state_db.batches import insert_batch
 from resources.state_db.engine import Topic, rows_in_chunks
 from resources.state_db.images import shown_images_select
@@ -63,7 +64,7 @@ class RequestState(Topic):
         Raises `IdempotencyConflict` (same key, other body) and `ImagesPerDayExceeded` (nothing
         is written then). `images_per_day` None: the task uses no images (a refused prompt).
         """
-        idem = t.request_idempotency
+        idem = rt.request_idempotency
         for _ in range(3):  # a concurrent request may claim an expired key between our two statements
             with self.engine.begin() as conn:
                 claim = dialect_insert(conn, idem).values(
@@ -74,7 +75,7 @@ class RequestState(Topic):
                     if earlier.created_at >= window_start:
                         if earlier.request_hash != task["request_hash"]:
                             raise IdempotencyConflict(earlier.task_id)
-                        row = conn.execute(sa.select(t.request_tasks).where(t.request_tasks.c.task_id == earlier.task_id)).first()
+                        row = conn.execute(sa.select(rt.request_tasks).where(rt.request_tasks.c.task_id == earlier.task_id)).first()
                         if row is not None:
                             return dict(row._mapping), False
                     taken = conn.execute(
@@ -88,7 +89,7 @@ class RequestState(Topic):
                     used = add_usage(conn, task["key_id"], "day", day_start, task["num_images"])
                     if used > images_per_day:
                         raise ImagesPerDayExceeded(used, images_per_day)
-                conn.execute(t.request_tasks.insert().values(**task))
+                conn.execute(rt.request_tasks.insert().values(**task))
                 return dict(task), True
         raise RuntimeError(f"could not claim idempotency key for task {task['task_id']}")
 
@@ -100,7 +101,7 @@ class RequestState(Topic):
         outcome: dict[str, str] = {}
         for task in tasks:  # a redelivery may arrive in the same batch as the first delivery
             first.setdefault(task["task_id"], task)
-        r = t.request_tasks
+        r = rt.request_tasks
         with self.engine.begin() as conn:
             stmt = dialect_insert(conn, r).on_conflict_do_nothing(index_elements=["task_id"]).returning(r.c.task_id)
             recorded = set(conn.execute(stmt, [dict(v) for v in first.values()]).scalars())
@@ -115,11 +116,11 @@ class RequestState(Topic):
 
     def task(self, task_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(t.request_tasks).where(t.request_tasks.c.task_id == task_id)).first()
+            row = conn.execute(sa.select(rt.request_tasks).where(rt.request_tasks.c.task_id == task_id)).first()
         return dict(row._mapping) if row else None
 
     def tasks(self, task_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        r = t.request_tasks
+        r = rt.request_tasks
         with self.engine.connect() as conn:
             return {row.task_id: dict(row._mapping) for row in rows_in_chunks(conn, list(task_ids), lambda c: sa.select(r).where(r.c.task_id.in_(c)))}
 
@@ -127,7 +128,7 @@ class RequestState(Topic):
 
     def waiting_tasks(self, limit: int) -> list[dict[str, Any]]:
         """Recorded tasks without a batch, most urgent first (high, normal, low; then oldest)."""
-        r = t.request_tasks
+        r = rt.request_tasks
         urgency = sa.case((r.c.priority == "high", 0), (r.c.priority == "normal", 1), else_=2)
         query = sa.select(r).where(r.c.status == "queued").order_by(urgency, r.c.created_at, r.c.task_id).limit(limit)
         with self.engine.connect() as conn:
@@ -146,7 +147,7 @@ class RequestState(Topic):
     ) -> str | None:
         """One `request` batch of these items, claiming these (queued) tasks; its id, or None
         when one of the tasks was claimed by someone else first (nothing is written then)."""
-        r = t.request_tasks
+        r = rt.request_tasks
         for _ in range(100):
             try:
                 with self.engine.begin() as conn:
@@ -167,7 +168,7 @@ class RequestState(Topic):
         raise RuntimeError("could not allocate a request batch id")
 
     def finish_task(self, task_id: str, *, status: str, reason: Any = None, finished_at: datetime, seconds_to_published: float | None = None) -> None:
-        r = t.request_tasks
+        r = rt.request_tasks
         values = {"status": status, "finished_at": finished_at, "seconds_to_published": seconds_to_published}
         if reason is not None:
             values["reason"] = json.dumps(reason)
@@ -176,7 +177,7 @@ class RequestState(Topic):
 
     def tasks_to_finish(self, limit: int = 500) -> list[dict[str, Any]]:
         """Minted tasks whose batch is done (published or failed), with the batch's status."""
-        r, b = t.request_tasks, t.batches
+        r, b = rt.request_tasks, t.batches
         query = (
             sa.select(r, b.c.status.label("batch_status"))
             .join(b, b.c.batch_id == r.c.batch_id)
@@ -189,7 +190,7 @@ class RequestState(Topic):
 
     def tasks_to_notify(self, limit: int = 500) -> list[dict[str, Any]]:
         """Finished tasks with a callback URL whose callback is not in the webhook outbox yet."""
-        r = t.request_tasks
+        r = rt.request_tasks
         query = (
             sa.select(r)
             .where(r.c.status.in_(list(FINISHED)), r.c.callback_url.is_not(None), r.c.notified_at.is_(None))
@@ -200,7 +201,7 @@ class RequestState(Topic):
             return [dict(row._mapping) for row in conn.execute(query)]
 
     def mark_notified(self, task_ids: Sequence[str], now: datetime) -> None:
-        r = t.request_tasks
+        r = rt.request_tasks
         with self.engine.begin() as conn:
             for chunk in [list(task_ids)[i : i + 900] for i in range(0, len(task_ids), 900)]:
                 conn.execute(r.update().where(r.c.task_id.in_(chunk)).values(notified_at=now))
@@ -267,7 +268,7 @@ class RequestState(Topic):
     def task_counts(self) -> list[dict[str, Any]]:
         """(status as clients see it, priority, source, tasks): finished ones as recorded, others
         from their batch's status."""
-        r, b = t.request_tasks, t.batches
+        r, b = rt.request_tasks, t.batches
         status = sa.case(
             (r.c.status.in_(list(FINISHED)), r.c.status),
             (b.c.status.in_(["running", "generated"]), "running"),
@@ -285,14 +286,14 @@ class RequestState(Topic):
 
     def waiting_requests(self) -> dict[str, int]:
         """Recorded tasks that no batch holds yet, per priority."""
-        r = t.request_tasks
+        r = rt.request_tasks
         query = sa.select(r.c.priority, sa.func.count()).where(r.c.status == "queued").group_by(r.c.priority)
         with self.engine.connect() as conn:
             return {priority: int(n) for priority, n in conn.execute(query)}
 
     def publish_latency_buckets(self, bounds: Sequence[float]) -> list[dict[str, Any]]:
         """Per priority: how many published tasks took <= each bound (seconds), their count and sum."""
-        r = t.request_tasks
+        r = rt.request_tasks
         seconds = r.c.seconds_to_published
         columns = [sa.func.sum(sa.case((seconds <= bound, 1), else_=0)).label(f"le_{i}") for i, bound in enumerate(bounds)]
         query = (
