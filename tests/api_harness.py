@@ -38,6 +38,9 @@ def api_environment(home: Path, models_dir: Path, **extra: str) -> dict[str, str
         ZIMAGE_WEBHOOK_SECRET=SECRET,
         ZIMAGE_WEBHOOK_ALLOWED_HOSTS="127.0.0.1",
         ZIMAGE_WEBHOOK_ALLOW_LOOPBACK="true",
+        # As in conftest: catalog SKUs regenerated here have no photo in the small templates' views,
+        # so they are text-to-image (illustrative); publish them, to follow a request to its images.
+        ZIMAGE_ILLUSTRATIVE_REVIEW="false",
         HF_HUB_OFFLINE="1",
     )
     env.update(extra)

@@ -39,9 +39,10 @@ def test_pixel_differences_and_the_verdict_state_the_tolerance():
 def _generate_with_check(project: Project, batch_id: str):
     from zimage_assets.assets.images import product_images
     from zimage_assets.assets.prompts import product_prompts
+    from zimage_assets.assets.source_photos import source_photos
     from zimage_assets.checks.batch_invariance import batch_invariance
 
-    result = project.generate(batch_id, assets=[product_prompts, product_images, batch_invariance])
+    result = project.generate(batch_id, assets=[product_prompts, source_photos, product_images, batch_invariance])
     (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "batch_invariance"]
     return evaluation, {k: v.value for k, v in evaluation.metadata.items()}
 

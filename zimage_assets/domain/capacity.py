@@ -102,10 +102,15 @@ def sla_capacity(
         images_per_hour=round(total / window_hours, 3),
         peak_images=peak,
         sla_hours=sla_hours,
-        seconds_per_image=round(seconds.seconds, 4),
+        seconds_per_image=shown_seconds(seconds.seconds),
         seconds_source=seconds.source,
         gpus_for_rate=for_rate,
         gpus_for_peak=for_peak,
         gpus_needed=max(for_rate, for_peak),
         gpus_available=gpus_available,
     )
+
+
+def shown_seconds(seconds: float) -> float:
+    """Seconds per image as reports and quotes show them: 4 significant figures (0.02203 s, 12.35 s)."""
+    return float(f"{seconds:.4g}")

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping, Sequence
 
-from zimage_assets.domain.capacity import gpus_for, seconds_per_image
+from zimage_assets.domain.capacity import gpus_for, seconds_per_image, shown_seconds
 from zimage_assets.domain.timestamps import iso_z
 
 REASONS = ("content_changed", "template_changed", "model_changed", "too_old")
@@ -128,7 +128,7 @@ def build_quote(
         skus_due=len(due),
         images=images,
         reasons=count_reasons(due),
-        seconds_per_image=round(seconds, 4),
+        seconds_per_image=shown_seconds(seconds),
         seconds_source=source,
         gpu_hours=round(gpu_hours, 3),
         price_per_gpu_hour=price_per_gpu_hour,
